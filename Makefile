@@ -1,0 +1,59 @@
+# One command per task; the README and CI use these same targets.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+
+.PHONY: install install-browser install-redis run test test-chaos test-all lint bench clean
+
+install: $(VENV)/.installed
+
+# torch is installed first and pinned: an unpinned torch pulls several GB of CUDA wheels.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+## headless Chromium (Debian package chromium) for the JavaScript scorer's browser test;
+## without it that one test is skipped, with the reason
+install-browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	{ SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; } || \
+	echo "warning: could not install chromium; tests/integration/test_js_scorer.py will skip" >&2
+
+## the whole system on one machine (embedded broker), with demo traffic
+run: install
+	$(BIN)/deepfake-stream up --demo
+
+## unit + integration tests (real broker over TCP, real models); what CI runs
+test: install install-browser
+	$(BIN)/pytest -q -m "not chaos"
+
+## the chaos suite (tests/chaos/: kills, restarts, poison, broker pause, Redis loss, Modal
+## outage, slow batches, shim fuzzing); CI runs it after `make test`
+test-chaos: install install-redis
+	$(BIN)/pytest -q -s -m chaos --timeout 600
+
+## redis-server (Debian package), for the chaos test that kills its own Redis instance;
+## without it that one test is skipped, with the reason
+install-redis:
+	@command -v redis-server >/dev/null 2>&1 || \
+	{ SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server; } || \
+	echo "warning: could not install redis-server; tests/chaos/test_redis_kill.py will skip" >&2
+
+## everything, chaos suite included
+test-all: install install-browser install-redis
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: install
+	$(BIN)/deepfake-stream bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
