@@ -1,0 +1,125 @@
+"""Stacking: tiny-tfidf, small-perplexity and medium-embedding combined by learned weights.
+
+The members are ordinary registered models, built with :func:`models.kinds.build_detector`
+from the same registry as every worker. A logistic regression on their logits (fitted on
+out-of-fold predictions of the train split, see :mod:`models.ensemble_train`) combines
+them. The manifest records the member versions it was fitted against; a member retrained
+since then still loads, with a warning, because its weights may now be stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from deepfake_stream.errors import ConfigError, ModelError, ModelUnavailable
+from models.base import Detector, DetectorSpec, Score
+from models.heads import LogisticHead
+
+log = logging.getLogger(__name__)
+
+HEAD_FILE = "stacker.json"
+DEFAULT_MEMBERS = ["tiny-tfidf", "small-perplexity", "medium-embedding"]
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p) - np.log1p(-p)
+
+
+def member_specs(options: dict[str, Any], device: str) -> list[DetectorSpec]:
+    """The members' specs from the registry (``MODELS_CONFIG``, else the shipped one)."""
+    from deepfake_stream.settings import ModelSettings
+    from routing.registry import load_registry
+
+    settings = ModelSettings()
+    registry = load_registry(settings.config, default_model=settings.default)
+    ids = list(options.get("members", DEFAULT_MEMBERS))
+    specs = []
+    for model_id in ids:
+        config = registry.resolve(model_id)
+        if config.kind == "ensemble":
+            raise ConfigError(f"ensemble member {model_id!r} is itself an ensemble")
+        specs.append(config.spec(device))
+    return specs
+
+
+class EnsembleDetector:
+    """Detector kind ``ensemble`` (options: ``members``, a list of registered model ids)."""
+
+    def __init__(self, spec: DetectorSpec) -> None:
+        self.spec = spec
+        self.ready = False
+        self._version = spec.version
+        self._members: list[Detector] = []
+        self._head: LogisticHead | None = None
+
+    @property
+    def version(self) -> str:
+        return self._version
+
+    async def load(self) -> None:
+        from models.artifacts import load_verified
+        from models.kinds import build_detector
+
+        if not self.spec.artifact:
+            raise ModelUnavailable(f"{self.spec.model_id}: no artifact configured")
+        manifest = await asyncio.to_thread(load_verified, self.spec.artifact)
+        head = LogisticHead.from_json(manifest.read_json(HEAD_FILE))
+        specs = member_specs(self.spec.options, self.spec.device)
+        if [s.model_id for s in specs] != head.features:
+            raise ConfigError(
+                f"{self.spec.model_id}: registry members {[s.model_id for s in specs]} differ "
+                f"from the trained ones {head.features}; retrain the ensemble"
+            )
+        members = [build_detector(s) for s in specs]
+        try:
+            for member in members:  # one at a time: each loads off the loop already
+                await member.load()
+        except BaseException:
+            await asyncio.gather(*(m.unload() for m in members), return_exceptions=True)
+            raise
+        trained = head.extra.get("member_versions", {})
+        for m in members:
+            if trained.get(m.spec.model_id) not in (None, m.version):
+                log.warning(
+                    "%s: member %s is %s, the stacker was fitted on %s; retrain the ensemble",
+                    self.spec.model_id,
+                    m.spec.model_id,
+                    m.version,
+                    trained[m.spec.model_id],
+                )
+        self._members, self._head = members, head
+        self._version = manifest.versioned(self.spec.version)
+        self.ready = True
+
+    def predict_batch(self, texts: Sequence[str]) -> list[Score]:
+        if not self.ready or self._head is None:
+            raise ModelUnavailable(f"{self.spec.model_id} is not loaded")
+        if not texts:
+            return []
+        member_scores = [m.predict_batch(texts) for m in self._members]
+        z = logit(np.array([[s.score for s in col] for col in member_scores]).T)
+        probs = self._head.predict_proba(z)
+        if not np.isfinite(probs).all():
+            raise ModelError(f"{self.spec.model_id}: non-finite score")
+        names = self._head.features
+        return [
+            Score(
+                score=float(p),
+                details={
+                    n: round(float(col[i].score), 6)
+                    for n, col in zip(names, member_scores, strict=True)
+                },
+            )
+            for i, p in enumerate(probs)
+        ]
+
+    async def unload(self) -> None:
+        self.ready = False
+        members, self._members, self._head = self._members, [], None
+        await asyncio.gather(*(m.unload() for m in members), return_exceptions=True)

@@ -1,0 +1,157 @@
+"""Train a registered model from labelled JSONL and write its safe artifact.
+
+Training dispatches on the model's ``kind`` through :data:`TRAINERS` (kind → trainer, lazily
+imported like :mod:`models.kinds`); a new trainable detector registers its trainer there.
+Every trainer sees only the train side of :func:`models.dataset.split`; the held-out side
+is scored here, by the exported model, and its metrics go into the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from deepfake_stream.errors import ConfigError
+from models.artifacts import artifact_dir, save_artifact
+from models.dataset import DEFAULT_SEED, Example, load_labelled, split
+from models.metrics import binary_metrics
+
+if TYPE_CHECKING:
+    from routing.registry import Registry
+
+TEST_FRACTION = 0.2
+
+
+@dataclass(kw_only=True)
+class TrainedModel:
+    """What a trainer hands back: the artifact's files and a scorer of the exported model."""
+
+    files: dict[str, Any]
+    """Artifact files: bytes, JSON values (``*.json``) or arrays (``*.safetensors``)."""
+    scorer: Callable[[Sequence[str]], np.ndarray]
+    """P(AI) per text, computed from the exported files (not the training objects)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Manifest keys to add (``kind``, ``training``: hyper-parameters, CV results)."""
+
+
+class Trainer(Protocol):
+    def __call__(
+        self, examples: Sequence[Example], *, options: dict[str, Any], seed: int, progress: bool
+    ) -> TrainedModel: ...
+
+
+TRAINERS: dict[str, str | Trainer] = {
+    "tfidf": "models.tfidf_train:train",
+    "perplexity": "models.perplexity_train:train",
+    "embedding": "models.embedding_train:train",
+    "ensemble": "models.ensemble_train:train",
+}
+
+
+def register_trainer(kind: str, trainer: str | Trainer) -> None:
+    TRAINERS[kind] = trainer
+
+
+def _trainer(model_id: str, kind: str) -> Trainer:
+    try:
+        trainer = TRAINERS[kind]
+    except KeyError:
+        raise ConfigError(
+            f"model {model_id!r} (kind {kind!r}) is not trainable here; "
+            f"trainable kinds: {sorted(TRAINERS)}"
+        ) from None
+    if isinstance(trainer, str):
+        module, _, attr = trainer.partition(":")
+        trainer = getattr(importlib.import_module(module), attr)
+    return trainer
+
+
+def score_texts(
+    scorer: Callable[[Sequence[str]], Any],
+    texts: Sequence[str],
+    *,
+    batch_size: int = 64,
+    progress: bool = True,
+    desc: str = "scoring",
+) -> tuple[np.ndarray, float]:
+    """Scores in batches with a progress bar; returns (scores, texts per second)."""
+    out: list[float] = []
+    busy = 0.0
+    with tqdm(total=len(texts), desc=desc, unit="text", disable=not progress) as bar:
+        for start in range(0, len(texts), batch_size):
+            batch = texts[start : start + batch_size]
+            t0 = time.perf_counter()
+            out.extend(float(s) for s in scorer(batch))
+            busy += time.perf_counter() - t0
+            bar.update(len(batch))
+    return np.asarray(out), (len(texts) / busy if busy > 0 else 0.0)
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def train(
+    model_id: str,
+    data_path: str | os.PathLike[str],
+    *,
+    registry: Registry,
+    out_dir: str | os.PathLike[str] | None = None,
+    seed: int = DEFAULT_SEED,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train ``model_id`` on the train split, score the held-out split, write the artifact.
+
+    Returns the model id, its new version, the artifact path and size, split sizes and the
+    held-out metrics (also stored in the manifest)."""
+    config = registry.resolve(model_id)
+    trainer = _trainer(config.model_id, config.kind)
+    data_path = Path(data_path)
+    train_set, test_set = split(load_labelled(data_path), TEST_FRACTION, seed)
+    trained = trainer(train_set, options=dict(config.options), seed=seed, progress=progress)
+    scores, per_s = score_texts(
+        trained.scorer, [e.text for e in test_set], progress=progress, desc="held-out"
+    )
+    metrics = binary_metrics([e.label for e in test_set], scores, config.threshold)
+    metrics["texts_per_s"] = round(per_s, 1)
+    target = Path(out_dir) if out_dir else artifact_dir(config.artifact or config.model_id)
+    manifest = save_artifact(
+        target,
+        model_id=config.model_id,
+        release=config.version,
+        files=trained.files,
+        metrics=metrics,
+        extra={
+            **trained.extra,
+            "data": {
+                "file": data_path.name,
+                "sha256": _file_sha256(data_path),
+                "n_train": len(train_set),
+                "n_test": len(test_set),
+                "split": {"test_fraction": TEST_FRACTION, "seed": seed, "grouped_by": "topic"},
+            },
+        },
+    )
+    return {
+        "model_id": config.model_id,
+        "model_version": manifest.versioned(config.version),
+        "artifact": str(manifest.directory),
+        "size_bytes": manifest.size_bytes,
+        "n_train": len(train_set),
+        "n_test": len(test_set),
+        "metrics": metrics,
+        "training": trained.extra.get("training", {}),
+    }

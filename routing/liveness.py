@@ -1,0 +1,203 @@
+"""Backend liveness: workers announce themselves on a Kafka topic; routers and workers read it.
+
+Why a topic and not Redis: Redis is optional (REDIS_URL may be unset), Kafka never is. Each
+worker publishes a small JSON heartbeat to ``detect.heartbeats`` every
+``WORKER_HEARTBEAT_INTERVAL_S`` (key = worker id) naming its backend and the models it has
+loaded; a backend counts as live for a model while some worker's latest heartbeat for it is
+younger than its time-to-live (``WORKER_HEARTBEAT_TTL_S``). A worker that stops cleanly
+publishes ``state: leaving`` so routing moves away at once instead of after the TTL.
+Readers consume the topic without a consumer group, from the earliest retained offset, so a
+restarted router knows the live workers within one fetch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+
+from deepfake_stream.kafka import make_consumer
+from deepfake_stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Heartbeat:
+    worker_id: str
+    backend: str
+    models: tuple[str, ...]
+    ts_ms: int
+    ttl_ms: int
+    state: str = "alive"
+    host: str = ""
+    pid: int = 0
+
+    def encode(self) -> bytes:
+        doc = {**self.__dict__, "models": list(self.models)}
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Heartbeat:
+        doc = json.loads(raw)
+        return cls(
+            worker_id=str(doc["worker_id"]),
+            backend=str(doc["backend"]),
+            models=tuple(doc.get("models") or ()),
+            ts_ms=int(doc["ts_ms"]),
+            ttl_ms=int(doc["ttl_ms"]),
+            state=str(doc.get("state", "alive")),
+            host=str(doc.get("host", "")),
+            pid=int(doc.get("pid", 0)),
+        )
+
+    def live_at(self, t_ms: int) -> bool:
+        return self.state == "alive" and t_ms < self.ts_ms + self.ttl_ms
+
+
+class LivenessView:
+    """The latest heartbeat of every worker, kept fresh by a background reader task."""
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], int] = now_ms) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._latest: dict[str, Heartbeat] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+
+    def observe(self, hb: Heartbeat) -> None:
+        old = self._latest.get(hb.worker_id)
+        if old is None or hb.ts_ms >= old.ts_ms:
+            self._latest[hb.worker_id] = hb
+            self._changed.set()
+
+    def alive(self, backend: str, model_id: str | None = None) -> bool:
+        t = self._clock()
+        return any(
+            hb.backend == backend and hb.live_at(t) and (model_id is None or model_id in hb.models)
+            for hb in self._latest.values()
+        )
+
+    def live_backends(self) -> dict[str, list[str]]:
+        """backend → sorted models with at least one live worker (for logs, /readyz)."""
+        t = self._clock()
+        out: dict[str, set[str]] = {}
+        for hb in self._latest.values():
+            if hb.live_at(t):
+                out.setdefault(hb.backend, set()).update(hb.models)
+        return {b: sorted(m) for b, m in sorted(out.items())}
+
+    def first_alive(self, backends: Iterable[str], model_id: str) -> str | None:
+        return next((b for b in backends if self.alive(b, model_id)), None)
+
+    async def wait_changed(self, timeout: float) -> None:
+        self._changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
+
+    async def start(self) -> None:
+        consumer = make_consumer(
+            self._settings,
+            self._settings.topics.heartbeats,
+            group_id=None,
+            role="liveness",
+            # Without a group, new partitions are only seen on a metadata refresh (5 min by
+            # default); a starting worker must be seen within seconds.
+            metadata_max_age_ms=2_000,
+            # Heartbeats come seconds apart: a short fetch wait would only cost idle polls.
+            fetch_max_wait_ms=500,
+        )
+        await consumer.start()
+        self._task = asyncio.create_task(self._read(consumer), name="liveness-reader")
+
+    async def _read(self, consumer) -> None:  # type: ignore[no-untyped-def]
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=500)
+                for records in batches.values():
+                    for record in records:
+                        try:
+                            self.observe(Heartbeat.decode(record.value))
+                        except (ValueError, KeyError, TypeError):
+                            log.warning("ignoring malformed heartbeat at offset %s", record.offset)
+        finally:
+            await consumer.stop()
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+
+class HeartbeatPublisher:
+    """Announces one worker until stopped; the last announcement says it is leaving."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        producer: AIOKafkaProducer,
+        *,
+        backend: str,
+        models: Callable[[], Iterable[str]],
+    ) -> None:
+        self._settings = settings
+        self._producer = producer
+        self.backend = backend
+        self._models = models
+        self.worker_id = f"{backend}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._task: asyncio.Task[None] | None = None
+
+    def _beat(self, state: str) -> Heartbeat:
+        return Heartbeat(
+            worker_id=self.worker_id,
+            backend=self.backend,
+            models=tuple(sorted(self._models())),
+            ts_ms=now_ms(),
+            ttl_ms=int(self._settings.worker.heartbeat_ttl_s * 1000),
+            state=state,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+        )
+
+    async def publish(self, state: str = "alive") -> None:
+        await self._producer.send_and_wait(
+            self._settings.topics.heartbeats,
+            self._beat(state).encode(),
+            key=self.worker_id.encode(),
+        )
+
+    async def start(self) -> None:
+        await self.publish()
+        self._task = asyncio.create_task(self._loop(), name="heartbeat")
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.worker.heartbeat_interval_s)
+            try:
+                await self.publish()
+            except Exception as exc:  # a missed beat is not fatal; the TTL covers a few
+                log.warning("heartbeat failed: %s", exc)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        try:
+            await asyncio.wait_for(self.publish("leaving"), 5)
+        except Exception as exc:
+            log.warning("could not announce leaving: %s", exc)

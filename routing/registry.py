@@ -1,0 +1,120 @@
+"""The model registry: model id → how it is built and where it runs, from one YAML file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from deepfake_stream.errors import ConfigError, UnknownModel
+from models.base import DetectorSpec
+from schemas.items import BackendName
+
+Size = Literal["tiny", "small", "medium", "large"]
+DEFAULT_REGISTRY = Path(__file__).with_name("models.yaml")
+
+# Size decides the default target: the bigger the model, the more it wants a GPU.
+SIZE_CHAINS: dict[str, tuple[BackendName, ...]] = {
+    "tiny": ("cpu",),
+    "small": ("gpu", "cpu"),
+    "medium": ("gpu", "cpu"),
+    "large": ("modal", "gpu", "cpu"),
+}
+
+
+class ModelEntry(BaseModel):
+    """One entry of routing/models.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str
+    size: Size
+    version: str
+    artifact: str | None = None
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    backends: list[BackendName] | None = None
+    max_batch_size: int | None = Field(None, ge=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    model_id: str
+    kind: str
+    size: Size
+    version: str
+    artifact: str | None
+    threshold: float
+    chain: tuple[BackendName, ...]
+    """Preferred backend first, then fallbacks."""
+    max_batch_size: int | None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def spec(self, device: str = "cpu") -> DetectorSpec:
+        return DetectorSpec(
+            model_id=self.model_id,
+            kind=self.kind,
+            version=self.version,
+            artifact=self.artifact,
+            device=device,
+            options=dict(self.options),
+        )
+
+
+@dataclass(frozen=True)
+class Registry:
+    models: dict[str, ModelConfig]
+    default_model: str
+
+    def resolve(self, model_id: str | None) -> ModelConfig:
+        key = model_id or self.default_model
+        try:
+            return self.models[key]
+        except KeyError:
+            raise UnknownModel(
+                f"model {key!r} is not registered; registered: {sorted(self.models)}"
+            ) from None
+
+    def for_backend(self, backend: BackendName) -> list[ModelConfig]:
+        return [m for m in self.models.values() if backend in m.chain]
+
+
+def registry_from_dict(doc: dict[str, Any], *, default_model: str, source: str) -> Registry:
+    models: dict[str, ModelConfig] = {}
+    for model_id, raw in (doc.get("models") or {}).items():
+        try:
+            entry = ModelEntry.model_validate(raw)
+        except ValidationError as exc:
+            raise ConfigError(f"{source}: model {model_id!r}: {exc}") from None
+        chain = tuple(SIZE_CHAINS[entry.size] if entry.backends is None else entry.backends)
+        if len(set(chain)) != len(chain) or not chain:
+            raise ConfigError(f"{source}: model {model_id!r}: backends must be non-empty, unique")
+        models[model_id] = ModelConfig(
+            model_id=model_id,
+            kind=entry.kind,
+            size=entry.size,
+            version=entry.version,
+            artifact=entry.artifact,
+            threshold=entry.threshold,
+            chain=chain,
+            max_batch_size=entry.max_batch_size,
+            options=entry.options,
+        )
+    if default_model not in models:
+        raise ConfigError(
+            f"{source}: default model {default_model!r} is not registered "
+            f"(set MODELS_DEFAULT to one of {sorted(models)})"
+        )
+    return Registry(models=models, default_model=default_model)
+
+
+def load_registry(path: Path | None = None, *, default_model: str = "tiny-tfidf") -> Registry:
+    path = path or DEFAULT_REGISTRY
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"model registry {path} not found (set MODELS_CONFIG)") from None
+    return registry_from_dict(doc or {}, default_model=default_model, source=str(path))
