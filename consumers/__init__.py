@@ -1,0 +1,1 @@
+"""Scoring stages: the shared consume-produce-commit loop, the backend worker, dead letters."""

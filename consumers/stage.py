@@ -1,0 +1,280 @@
+"""The consume → process → produce → commit loop every stage shares.
+
+Delivery is at-least-once: a batch's offsets are committed only after every message produced
+for it was acknowledged by the broker (producers use ``acks="all"``). When producing fails,
+the batch is re-read from its first offsets, never skipped. A rebalance waits for the batch
+in flight (the revoke callback takes the same lock), so a partition changes hands only
+between batches and its new owner starts at the committed offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from deepfake_stream.metrics import observe_batch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    topic: str
+    value: bytes
+    key: bytes | None = None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class BatchResult:
+    out: list[Outgoing] = field(default_factory=list)
+    hold: dict[TopicPartition, int] = field(default_factory=dict)
+    """Per partition, the first offset NOT handled: it is re-read later (back-pressure)."""
+    after_ack: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    """Awaited once every message of ``out`` is acknowledged, before the offsets are committed
+    (e.g. recording verdicts as published). A failing callback is logged, never retried."""
+
+
+class Handler(Protocol):
+    async def handle(self, records: Sequence[ConsumerRecord]) -> BatchResult: ...
+
+
+class _DrainOnRevoke(ConsumerRebalanceListener):
+    def __init__(self, lock: asyncio.Lock) -> None:
+        self._lock = lock
+        self.generation = 0
+        """Bumped on every revocation and assignment: records fetched under an earlier one
+        are stale (see ``StageRunner.run``)."""
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        async with self._lock:  # the batch in flight finishes and commits first
+            self.generation += 1
+            if revoked:
+                log.info(
+                    "partitions revoked: %s", sorted(f"{t.topic}/{t.partition}" for t in revoked)
+                )
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.generation += 1
+        if assigned:
+            log.info(
+                "partitions assigned: %s", sorted(f"{t.topic}/{t.partition}" for t in assigned)
+            )
+
+
+@dataclass(kw_only=True)
+class StageRunner:
+    consumer: AIOKafkaConsumer
+    producer: AIOKafkaProducer
+    handler: Handler
+    topics: Sequence[str]
+    max_batch_size: int
+    max_wait_ms: int
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    poll_ms: int = 500
+    processed: int = 0
+    stage: str = "stage"
+    """Names this stage in metrics (router, cpu, gpu, modal)."""
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _listener: _DrainOnRevoke | None = None
+
+    def subscribe(self) -> None:
+        self._listener = _DrainOnRevoke(self._lock)
+        self.consumer.subscribe(list(self.topics), listener=self._listener)
+
+    def _generation(self) -> int:
+        return self._listener.generation if self._listener else 0
+
+    async def collect(self) -> list[ConsumerRecord]:
+        """One micro-batch: wait for the first record, then at most ``max_wait_ms`` to fill.
+
+        ``getmany`` returns at once when records are already fetched, so a busy topic fills a
+        batch without waiting; only a trickle waits, and never longer than ``max_wait_ms``.
+        """
+        got = await self.consumer.getmany(timeout_ms=self.poll_ms, max_records=self.max_batch_size)
+        records = [r for rs in got.values() for r in rs]
+        if not records:
+            return records
+        deadline = time.monotonic() + self.max_wait_ms / 1000
+        while len(records) < self.max_batch_size:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                break
+            got = await self.consumer.getmany(
+                timeout_ms=left_ms, max_records=self.max_batch_size - len(records)
+            )
+            if not got:
+                break
+            records.extend(r for rs in got.values() for r in rs)
+        return records
+
+    async def run(self, *, count: int | None = None, timeout: float | None = None) -> int:
+        """Process until stopped, ``count`` records, or ``timeout`` seconds; returns records."""
+        started = time.monotonic()
+        backoff = 0.1
+        while not self.stop.is_set():
+            if count is not None and self.processed >= count:
+                break
+            if timeout is not None and time.monotonic() - started > timeout:
+                break
+            generation = self._generation()
+            records = await self.collect()
+            if not records:
+                continue
+            async with self._lock:
+                if self._generation() != generation:
+                    # A rebalance ran while the batch was being collected (outside the lock):
+                    # the new assignment restarts every partition at its committed offset, so
+                    # handling these records would score them twice, even on partitions that
+                    # came back to this consumer. Drop them and re-read from the committed
+                    # offsets, which also re-reads what was fetched under the new assignment.
+                    await self._drop_stale(records)
+                    continue
+                # A rebalance may have taken partitions while the batch was being filled:
+                # their records belong to the new owner now (scoring them here would only
+                # duplicate verdicts, since their offsets can no longer be committed).
+                assigned = self.consumer.assignment()
+                records = [r for r in records if TopicPartition(r.topic, r.partition) in assigned]
+                if not records:
+                    continue
+                keepalive = asyncio.create_task(self._stay_in_group())
+                try:
+                    result = await self._process(records)
+                    backoff = 0.1
+                except Exception as exc:
+                    log.error(
+                        "batch of %d failed (%s: %s); re-reading it in %.1fs",
+                        len(records),
+                        type(exc).__name__,
+                        exc,
+                        backoff,
+                    )
+                    self._rewind(records)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                finally:
+                    keepalive.cancel()
+                    await asyncio.gather(keepalive, return_exceptions=True)
+            if result.hold:
+                await asyncio.sleep(0.5)  # back-pressure: the held items are re-read shortly
+        return self.processed
+
+    async def _stay_in_group(self) -> None:
+        """Keep a slow batch's consumer in its group.
+
+        aiokafka leaves the group when ``getmany`` has not been called for
+        ``max_poll_interval_ms`` (heartbeats alone do not count), so a batch slower than that
+        could never commit: it is re-read after the rebalance, is slow again, and so on
+        forever. Once a batch has run for a third of the interval, every assigned partition
+        is paused and ``getmany`` is called in a loop: paused partitions return nothing and
+        keep their positions (prefetched records are dropped and fetched again later).
+        Normal batches end long before, so they never pause anything.
+        """
+        interval = getattr(self.consumer, "_max_poll_interval_ms", None)
+        interval_s = (interval if isinstance(interval, int) else 300_000) / 1000
+        await asyncio.sleep(interval_s / 3)
+        self.consumer.pause(*self.consumer.assignment())
+        log.warning(
+            "batch running for %.0fs: polling with partitions paused so the consumer stays in "
+            "its group (max_poll_interval_ms %d)",
+            interval_s / 3,
+            interval_s * 1000,
+        )
+        try:
+            while True:
+                self.consumer.pause(*self.consumer.assignment())
+                got = await self.consumer.getmany(timeout_ms=int(interval_s * 1000 / 10))
+                for tp, rs in got.items():  # none expected; never skip one if it happens
+                    if rs:
+                        self.consumer.seek(tp, rs[0].offset)
+        except Exception as exc:  # a coordination error: the main loop's next poll sees it
+            log.debug("keep-alive poll stopped (%s: %s)", type(exc).__name__, exc)
+        finally:
+            self.consumer.resume(*self.consumer.paused())
+
+    async def _process(self, records: list[ConsumerRecord]) -> BatchResult:
+        result = await self.handler.handle(records)
+        pending = [
+            await self.producer.send(o.topic, o.value, key=o.key, headers=o.headers)
+            for o in result.out
+        ]
+        if pending:
+            await asyncio.gather(*pending)  # every output acknowledged (acks=all) ...
+        for callback in result.after_ack:
+            try:
+                await callback()
+            except Exception as exc:  # the outputs are acked: committing is still right
+                log.warning("after-ack callback failed (%s: %s)", type(exc).__name__, exc)
+        offsets = self._commit_offsets(records, result.hold)
+        assigned = self.consumer.assignment()
+        offsets = {tp: o for tp, o in offsets.items() if tp in assigned}
+        if offsets:
+            await self.consumer.commit(offsets)  # ... before its input offset is committed
+        observe_batch(self.stage, self.consumer, records, result.hold, result.out)
+        for tp, offset in result.hold.items():
+            if tp in assigned:
+                self.consumer.seek(tp, offset)
+        self.processed += sum(
+            1
+            for r in records
+            if r.offset < result.hold.get(TopicPartition(r.topic, r.partition), 1 << 62)
+        )
+        return result
+
+    @staticmethod
+    def _commit_offsets(
+        records: Sequence[ConsumerRecord], hold: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, int]:
+        offsets: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+        for tp, first_unhandled in hold.items():
+            offsets[tp] = first_unhandled
+        return offsets
+
+    async def _drop_stale(self, records: Sequence[ConsumerRecord]) -> None:
+        first: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            first[tp] = min(first.get(tp, r.offset), r.offset)
+        assigned = self.consumer.assignment()
+        log.info(
+            "dropping %d records fetched before a rebalance; re-reading from committed offsets",
+            len(records),
+        )
+        for tp in sorted(first.keys() & assigned):
+            try:
+                committed = await self.consumer.committed(tp)
+            except Exception as exc:  # never skip: the first dropped offset is safe
+                log.warning(
+                    "committed offset of %s/%d unknown (%s: %s); re-reading from %d",
+                    tp.topic,
+                    tp.partition,
+                    type(exc).__name__,
+                    exc,
+                    first[tp],
+                )
+                committed = first[tp]
+            if committed is None:
+                await self.consumer.seek_to_beginning(tp)  # nothing committed: from the start
+            else:
+                self.consumer.seek(tp, committed)
+
+    def _rewind(self, records: Sequence[ConsumerRecord]) -> None:
+        first: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            first[tp] = min(first.get(tp, r.offset), r.offset)
+        assigned = self.consumer.assignment()
+        for tp, offset in first.items():
+            if tp in assigned:
+                self.consumer.seek(tp, offset)

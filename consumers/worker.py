@@ -1,0 +1,393 @@
+"""The backend worker: micro-batched inference for one backend (cpu or gpu).
+
+Each micro-batch is grouped by model, scored off the event loop in the inference thread,
+and turned into verdicts. An item its detector fails on goes to the next live backend of its
+chain (attempts + 1, ``fallback_from`` extended); with none left it is dead-lettered as
+``all_backends_failed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from functools import partial
+from typing import Any
+
+from aiokafka.structs import ConsumerRecord
+from opentelemetry.trace import Span, SpanKind
+from pydantic import ValidationError
+
+from consumers.dead_letters import dead_letter
+from consumers.isolate import score_isolating
+from consumers.stage import BatchResult, Outgoing
+from deepfake_stream import metrics
+from deepfake_stream.errors import DetectError, ModelUnavailable
+from deepfake_stream.redis_store import RedisStore
+from deepfake_stream.settings import Settings
+from deepfake_stream.tracing import (
+    carrier_of,
+    fail_span,
+    headers_carrier,
+    link_to,
+    record_attributes,
+    start_hop_span,
+    trace_headers,
+    with_trace,
+)
+from models.base import Detector
+from routing.liveness import LivenessView, now_ms
+from routing.registry import Registry
+from schemas import RoutedItem, Verdict, utc_now_iso
+
+log = logging.getLogger(__name__)
+
+
+def build_verdict(
+    item: RoutedItem,
+    *,
+    model_version: str,
+    score: float,
+    threshold: float,
+    backend: str,
+    batch_size: int,
+) -> Verdict:
+    """The verdict for one scored routed item; the HTTP shim builds its verdicts here too, so
+    a text gets the same verdict whichever way it came in."""
+    return Verdict.from_score(
+        id=item.id,
+        model_id=item.routing.model_id,
+        model_version=model_version,
+        score=float(score),
+        threshold=threshold,
+        backend=backend,  # type: ignore[arg-type]
+        fallback_from=item.routing.fallback_from,
+        attempts=item.routing.attempts,
+        batch_size=batch_size,
+        latency_ms=max(0.0, float(now_ms() - item.routing.first_seen_ms)),
+        scored_at=utc_now_iso(),
+        replay=item.routing.replay,
+        tenant=item.tenant,
+        metadata=item.metadata,
+    )
+
+
+Entry = tuple[ConsumerRecord, RoutedItem]
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        *,
+        backend: str,
+        detectors: dict[str, Detector],
+        liveness: LivenessView,
+        executor: Executor,
+        store: RedisStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.backend = backend
+        self.detectors = detectors
+        self.liveness = liveness
+        self.executor = executor
+        self.store = store
+        """Verdict cache and de-duplication (deepfake_stream/redis_store.py); None: without."""
+        self.scored = 0
+        self.handed_on = 0
+        self.dead = 0
+        self.cache_hits = 0
+        self.duplicates = 0
+        """Items not scored again: their (id, model_version) verdict was already published."""
+        self._versions: dict[str, str] = {}
+        """Each detector's version, read once per batch: computing it hashes the artifact
+        manifest, which cost ~10% of a worker's CPU when done once per item."""
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        """Labelled metric children (verdicts, end-to-end latency) per (model, label)."""
+
+    async def handle(self, records: Sequence[ConsumerRecord]) -> BatchResult:
+        result = BatchResult()
+        self._versions = {m: d.version for m, d in self.detectors.items()}
+        groups: dict[str, list[tuple[ConsumerRecord, RoutedItem]]] = {}
+        # One span per item, child of the span that sent it here (router or the backend it
+        # fell back from); its context is what the verdict or the hand-on carries.
+        spans: dict[int, Span] = {}
+        for record in records:
+            try:
+                item = RoutedItem.model_validate_json(record.value or b"")
+            except (ValidationError, ValueError) as exc:
+                self._dead(result, record, "invalid_schema", exc, attempts=0)
+                continue
+            if item.deadline_ms is not None and item.deadline_ms <= now_ms():
+                self._dead(
+                    result,
+                    record,
+                    "deadline_exceeded",
+                    f"deadline {item.deadline_ms} passed before scoring",
+                    attempts=item.routing.attempts,
+                    span=self._item_span(record, item),
+                )
+                continue
+            spans[id(record)] = self._item_span(record, item)
+            if item.routing.model_id not in self.detectors:
+                err = ModelUnavailable(f"{item.routing.model_id} is not loaded on {self.backend}")
+                self._fail(result, record, item, err, spans[id(record)])
+                continue
+            groups.setdefault(item.routing.model_id, []).append((record, item))
+
+        groups = await self._unpublished(groups, spans)
+        published: list[tuple[str, str]] = []
+        loop = asyncio.get_running_loop()
+        for model_id, entries in groups.items():
+            detector = self.detectors[model_id]
+            config = self.registry.models[model_id]
+            entries = await self._emit_cached(result, model_id, entries, spans, published)
+            fresh: dict[str, float] = {}
+            cap = config.max_batch_size or len(entries) or 1
+            for start in range(0, len(entries), cap):
+                chunk = entries[start : start + cap]
+                # The batch is its own span, linked to every item span it scores.
+                batch_span = start_hop_span(
+                    f"infer {model_id}",
+                    None,
+                    kind=SpanKind.INTERNAL,
+                    links=[link_to(spans[id(r)]) for r, _ in chunk],
+                    attributes={
+                        "deepfake.stage": self.backend,
+                        "deepfake.model_id": model_id,
+                        "deepfake.model_version": self._versions[model_id],
+                        "deepfake.batch_size": len(chunk),
+                    },
+                )
+                started = time.perf_counter()
+                try:
+                    outcomes = await loop.run_in_executor(
+                        self.executor, score_isolating, detector, [i.text for _, i in chunk]
+                    )
+                finally:
+                    batch_span.end()
+                    metrics.INFERENCE_SECONDS.labels(model_id, self.backend).observe(
+                        time.perf_counter() - started
+                    )
+                    metrics.BATCH_SIZE.labels(self.backend, model_id).observe(len(chunk))
+                for (record, item), outcome in zip(chunk, outcomes, strict=True):
+                    span = spans[id(record)]
+                    if outcome.score is None:
+                        self._fail(result, record, item, outcome.error, span)  # type: ignore[arg-type]
+                        continue
+                    score = float(outcome.score.score)
+                    self._emit_verdict(result, item, span, score, outcome.batch_size)
+                    fresh[item.text] = score
+                    published.append((self._versions[model_id], item.id))
+            if self.store is not None:
+                await self.store.cache_scores(self._versions[model_id], model_id, fresh)
+        if self.store is not None and published:
+            # Recorded only once the broker acknowledged these verdicts: never loses one.
+            result.after_ack.append(partial(self.store.record_published, published))
+        return result
+
+    def _emit_verdict(
+        self, result: BatchResult, item: RoutedItem, span: Span, score: float, batch_size: int
+    ) -> None:
+        model_id = item.routing.model_id
+        verdict = build_verdict(
+            item,
+            model_version=self._versions[model_id],
+            score=score,
+            threshold=self.registry.models[model_id].threshold,
+            backend=self.backend,
+            batch_size=batch_size,
+        )
+        span.set_attributes(
+            {
+                "deepfake.outcome": "verdict",
+                "deepfake.score": verdict.score,
+                "deepfake.label": verdict.label,
+                "deepfake.model_version": verdict.model_version,
+            }
+        )
+        span.end()
+        result.out.append(
+            Outgoing(
+                topic=self.settings.topics.verdicts,
+                value=verdict.model_dump_json().encode(),
+                key=item.id.encode(),
+                headers=trace_headers(carrier_of(span, item.routing.trace)),
+            )
+        )
+        self.scored += 1
+        counted, latency = self._metric_children(model_id, verdict.label)
+        counted.inc()
+        latency.observe(verdict.latency_ms / 1000)
+
+    def _metric_children(self, model_id: str, label: str) -> tuple[Any, Any]:
+        found = self._children.get((model_id, label))
+        if found is None:
+            found = self._children[(model_id, label)] = (
+                metrics.VERDICTS.labels(model_id, self.backend, label),
+                metrics.END_TO_END_SECONDS.labels(model_id, self.backend),
+            )
+        return found
+
+    async def _unpublished(
+        self, groups: dict[str, list[Entry]], spans: dict[int, Span]
+    ) -> dict[str, list[Entry]]:
+        """Drop items whose verdict (id, model_version) is already published: recorded in
+        Redis after an earlier ack (one MGET for the batch), or earlier in this very batch."""
+        keys = [(self._versions[m], i.id) for m, es in groups.items() for _, i in es]
+        recorded = iter(await self.store.already_published(keys) if self.store else [])
+        seen: set[tuple[str, str]] = set()
+        kept: dict[str, list[Entry]] = {}
+        for model_id, entries in groups.items():
+            version = self._versions[model_id]
+            for record, item in entries:
+                key = (version, item.id)
+                if next(recorded, False) or key in seen:
+                    self.duplicates += 1
+                    span = spans[id(record)]
+                    span.set_attribute("deepfake.outcome", "duplicate")
+                    span.end()
+                    continue
+                seen.add(key)
+                kept.setdefault(model_id, []).append((record, item))
+        return kept
+
+    async def _emit_cached(
+        self,
+        result: BatchResult,
+        model_id: str,
+        entries: list[Entry],
+        spans: dict[int, Span],
+        published: list[tuple[str, str]],
+    ) -> list[Entry]:
+        """Verdicts for the texts whose score is cached (one MGET; no inference, so their
+        batch_size is 1); returns the entries still to score."""
+        if self.store is None or not entries:
+            return entries
+        version = self._versions[model_id]
+        cached = await self.store.cached_scores(version, [i.text for _, i in entries])
+        misses: list[Entry] = []
+        for (record, item), score in zip(entries, cached, strict=True):
+            if score is None:
+                misses.append((record, item))
+                continue
+            span = spans[id(record)]
+            span.set_attribute("deepfake.cache", "hit")
+            self._emit_verdict(result, item, span, score, 1)
+            published.append((version, item.id))
+        hits = len(entries) - len(misses)
+        self.cache_hits += hits
+        metrics.CACHE_HITS.labels(model_id).inc(hits)
+        metrics.CACHE_MISSES.labels(model_id).inc(len(misses))
+        return misses
+
+    def _item_span(self, record: ConsumerRecord, item: RoutedItem) -> Span:
+        parent = item.routing.trace or headers_carrier(record.headers)
+        return start_hop_span(
+            f"score {self.backend}",
+            parent,
+            attributes={
+                **record_attributes(record, self.backend),
+                "deepfake.item_id": item.id,
+                "deepfake.model_id": item.routing.model_id,
+                "deepfake.attempts": item.routing.attempts,
+            },
+        )
+
+    def _fail(
+        self,
+        result: BatchResult,
+        record: ConsumerRecord,
+        item: RoutedItem,
+        error: BaseException,
+        span: Span,
+    ) -> None:
+        env = item.routing
+        if isinstance(error, DetectError) and not error.retriable:
+            self._dead(result, record, error.reason, error, attempts=env.attempts, span=span)
+            return
+        nxt = self.liveness.first_alive(env.chain, env.model_id)
+        if nxt is None:
+            context = (
+                f"tried {[*env.fallback_from, self.backend]}; "
+                f"no live backend left in {list(env.chain)}"
+            )
+            self._dead(
+                result,
+                record,
+                "all_backends_failed",
+                error,
+                attempts=env.attempts,
+                context=context,
+                span=span,
+            )
+            return
+        span.record_exception(error, escaped=False)
+        span.set_attributes({"deepfake.outcome": "handed_on", "deepfake.next_backend": nxt})
+        span.end()
+        carried = carrier_of(span, env.trace)
+        rest = env.chain[env.chain.index(nxt) + 1 :]
+        handed = item.model_copy(
+            update={
+                "routing": env.model_copy(
+                    update={
+                        "target": nxt,
+                        "chain": rest,
+                        "attempts": env.attempts + 1,
+                        "fallback_from": [*env.fallback_from, self.backend],
+                        "trace": carried,
+                    }
+                )
+            }
+        )
+        log.info(
+            "item %s failed on %s (%s: %s); handing it to %s",
+            item.id,
+            self.backend,
+            type(error).__name__,
+            error,
+            nxt,
+        )
+        result.out.append(
+            Outgoing(
+                topic=self.settings.topics.backend(nxt),  # type: ignore[arg-type]
+                value=handed.model_dump_json().encode(),
+                key=item.id.encode(),
+                headers=trace_headers(carried),
+            )
+        )
+        self.handed_on += 1
+        metrics.FALLBACKS.labels(self.backend, nxt).inc()
+
+    def _dead(
+        self,
+        result: BatchResult,
+        record: ConsumerRecord,
+        reason: str,
+        error: BaseException | str,
+        *,
+        attempts: int,
+        context: str = "",
+        span: Span | None = None,
+    ) -> None:
+        self.dead += 1
+        received = headers_carrier(record.headers)
+        if span is None:  # unreadable item: its span continues the record's headers
+            attrs = record_attributes(record, self.backend)
+            span = start_hop_span(f"score {self.backend}", received, attributes=attrs)
+        fail_span(span, reason, error)
+        span.end()
+        letter = dead_letter(
+            record,
+            topic=self.settings.topics.dlq,
+            reason=reason,  # type: ignore[arg-type]
+            stage=self.backend,
+            error=error,
+            attempts=attempts,  # type: ignore[arg-type]
+            context=context,
+        )
+        result.out.append(with_trace(letter, carrier_of(span, received)))

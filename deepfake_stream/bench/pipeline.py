@@ -1,0 +1,180 @@
+"""``bench pipeline``: the real router and worker(s) with the real detector.
+
+By default each service is a child process started with its standalone command
+(``deepfake-stream router``, ``deepfake-stream worker --backend cpu``), exactly as `up`
+runs them; ``in_process`` runs them as tasks of this event loop instead (one core: not
+representative of a deployment, but useful under a profiler).
+
+After the worker announces itself and a warm-up batch has come through, ``n`` items are
+published as fast as the broker acknowledges (saturation: items/s, latency), then items are
+published at 50% of the measured saturation rate for about ``paced_s`` seconds (latency at
+half load).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from deepfake_stream.bench.flow import FlowRun, drive
+from deepfake_stream.bench.procs import Children, settings_env
+from deepfake_stream.kafka import wait_for_broker
+from deepfake_stream.settings import Settings, TopicSettings
+from deepfake_stream.topics import ensure_topics
+from routing.liveness import LivenessView
+
+
+@dataclass(kw_only=True)
+class PipelineBench:
+    model_id: str
+    backend: str
+    workers: int
+    mode: str
+    saturation: FlowRun
+    half_load: FlowRun | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model_id": self.model_id,
+            "backend": self.backend,
+            "workers": self.workers,
+            "mode": self.mode,
+            "saturation": self.saturation.as_dict(),
+            "half_load": self.half_load.as_dict() if self.half_load else None,
+        }
+
+
+def bench_settings(settings: Settings, run_id: str) -> Settings:
+    """The same settings on fresh topics and consumer groups, so runs never mix."""
+    topics = TopicSettings(
+        **{name: f"bench-{run_id}.{name}" for name in TopicSettings.model_fields}
+    )
+    kafka = settings.kafka.model_copy(update={"group_prefix": f"bench-{run_id}"})
+    return settings.model_copy(update={"topics": topics, "kafka": kafka})
+
+
+async def wait_live(settings: Settings, backend: str, model_id: str, timeout: float) -> None:
+    view = LivenessView(settings)
+    await view.start()
+    try:
+        async with asyncio.timeout(timeout):
+            while not view.alive(backend, model_id):
+                await view.wait_changed(0.5)
+    finally:
+        await view.stop()
+
+
+def items(
+    texts: Sequence[str], n: int, prefix: str, model_id: str, backend: str
+) -> list[tuple[str, bytes]]:
+    out = []
+    for i in range(n):
+        item_id = f"bench-{prefix}-{i}"
+        doc = {
+            "id": item_id,
+            "text": texts[i % len(texts)],
+            "model_id": model_id,
+            "prefer_backend": backend,
+        }
+        out.append((item_id, json.dumps(doc).encode()))
+    return out
+
+
+async def run_pipeline(
+    settings: Settings,
+    model_id: str,
+    texts: Sequence[str],
+    n: int,
+    *,
+    backend: str = "cpu",
+    workers: int | None = None,
+    in_process: bool = False,
+    paced_s: float = 10.0,
+    load_timeout: float = 300.0,
+    progress: bool | None = None,
+) -> PipelineBench:
+    await wait_for_broker(settings)
+    run_id = uuid.uuid4().hex[:8]
+    s = bench_settings(settings, run_id)
+    await ensure_topics(s)
+    workers = max(1, workers or (settings.worker.cpu_workers if backend == "cpu" else 1))
+    s = s.model_copy(update={"models": s.models.model_copy(update={"only": model_id})})
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[Any]] = []
+    with Children() as children:
+        if in_process:
+            from deepfake_stream.services import serve_router, serve_worker
+
+            tasks.append(asyncio.create_task(serve_router(s, stop=stop)))
+            tasks += [
+                asyncio.create_task(serve_worker(s, backend, stop=stop)) for _ in range(workers)
+            ]
+        else:
+            from deepfake_stream.supervisor import console_command
+
+            env = settings_env(s)
+            children.start("router", [*console_command(), "router"], env)
+            for i in range(workers):
+                args = [*console_command(), "worker", "--backend", backend]
+                children.start(f"worker-{backend}-{i}", args, env)
+        try:
+            started = time.monotonic()
+            while True:  # a child that dies while loading fails fast, with its log
+                children.check()
+                for t in tasks:
+                    if t.done():
+                        t.result()
+                try:
+                    await wait_live(s, backend, model_id, timeout=2.0)
+                    break
+                except TimeoutError:
+                    if time.monotonic() - started > load_timeout:
+                        raise
+            warm = max(2 * settings.worker.max_batch_size, 50)
+            await drive(
+                s,
+                in_topic=s.topics.input,
+                out_topic=s.topics.verdicts,
+                items=items(texts, warm, f"w{run_id}", model_id, backend),
+                timeout=load_timeout,
+                label=f"{model_id} warm-up",
+                progress=progress,
+            )
+            saturation = await drive(
+                s,
+                in_topic=s.topics.input,
+                out_topic=s.topics.verdicts,
+                items=items(texts, n, f"s{run_id}", model_id, backend),
+                timeout=max(120.0, n / 20),
+                label=f"{model_id} saturation",
+                progress=progress,
+            )
+            children.check()
+            half_rate = saturation.items_per_s / 2
+            paced_n = int(min(max(half_rate * paced_s, 50), max(n, 50)))
+            half = await drive(
+                s,
+                in_topic=s.topics.input,
+                out_topic=s.topics.verdicts,
+                items=items(texts, paced_n, f"h{run_id}", model_id, backend),
+                rate=half_rate,
+                timeout=max(120.0, paced_s * 4),
+                label=f"{model_id} 50% load",
+                progress=progress,
+            )
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    return PipelineBench(
+        model_id=model_id,
+        backend=backend,
+        workers=workers,
+        mode="in-process" if in_process else "processes",
+        saturation=saturation,
+        half_load=half,
+    )

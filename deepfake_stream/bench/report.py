@@ -1,0 +1,307 @@
+"""Tables, goals and the one JSON object of ``deepfake-stream bench``.
+
+Goals (on this project's 2-CPU reference machine; ratios, because absolute figures drift
+on shared machines while ratios taken side by side in one run hold):
+
+* tiny-tfidf pipeline ≥ 0.70 x relay (items/s at saturation);
+* medium-embedding pipeline ≥ 0.90 x offline batched texts/s;
+* medium-embedding batching gain on CPU ≥ 2.5x;
+* p99 at 50% load ≤ WORKER_MAX_WAIT_MS + 3 x one configured batch's compute time;
+* on a GPU: medium-embedding ≥ 10,000 texts/s through the pipeline at ≥ 0.80 x offline.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from deepfake_stream.bench.flow import FlowRun
+from deepfake_stream.bench.model import ModelBench
+from deepfake_stream.bench.pipeline import PipelineBench
+
+RELAY_MODELS = frozenset({"tiny-tfidf"})
+"""Pipelines compared with the relay; every other (transformer) model with offline batched."""
+TFIDF_RELAY_RATIO = 0.70
+TRANSFORMER_OFFLINE_RATIO = 0.90
+GPU_OFFLINE_RATIO = 0.80
+GPU_TEXTS_PER_S = 10_000.0
+EMBEDDING_GAIN = 2.5
+
+
+@dataclass(frozen=True, kw_only=True)
+class Goal:
+    name: str
+    target: str
+    measured: str
+    status: str
+    """PASS, MISS, or N/A (not measured in this run: the reason is in ``measured``)."""
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "goal": self.name,
+            "target": self.target,
+            "measured": self.measured,
+            "status": self.status,
+        }
+
+
+def _status(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def pipeline_ratio(
+    pipe: PipelineBench, relay: FlowRun | None, offline: ModelBench | None
+) -> tuple[float | None, str]:
+    """(ratio, what it is relative to) for one pipeline run."""
+    if pipe.model_id in RELAY_MODELS:
+        if relay is None or not relay.items_per_s:
+            return None, "relay"
+        return pipe.saturation.items_per_s / relay.items_per_s, "relay"
+    if offline is None or offline.batched is None:
+        return None, "offline batched"
+    return pipe.saturation.items_per_s / offline.batched.texts_per_s, "offline batched"
+
+
+def p99_bound_ms(max_wait_ms: float, offline: ModelBench | None) -> float | None:
+    """WORKER_MAX_WAIT_MS + 3 x one configured batch's compute time (offline p50)."""
+    if offline is None or offline.batched is None:
+        return None
+    return max_wait_ms + 3 * offline.batched.batch_ms_p50
+
+
+def check_goals(
+    *,
+    relay: FlowRun | None,
+    models: dict[str, ModelBench],
+    pipelines: dict[str, PipelineBench],
+    max_wait_ms: float,
+) -> list[Goal]:
+    goals: list[Goal] = []
+    tf = pipelines.get("tiny-tfidf")
+    ratio, _ = pipeline_ratio(tf, relay, None) if tf else (None, "")
+    goals.append(
+        Goal(
+            name="tiny-tfidf pipeline / relay",
+            target=f">= {TFIDF_RELAY_RATIO:.2f}",
+            measured="not run" if ratio is None else f"{ratio:.2f}",
+            status="N/A" if ratio is None else _status(ratio >= TFIDF_RELAY_RATIO),
+        )
+    )
+    emb = pipelines.get("medium-embedding")
+    emb_offline = models.get("medium-embedding")
+    on_gpu = emb is not None and emb.backend == "gpu"
+    ratio, _ = pipeline_ratio(emb, None, emb_offline) if emb else (None, "")
+    want = GPU_OFFLINE_RATIO if on_gpu else TRANSFORMER_OFFLINE_RATIO
+    goals.append(
+        Goal(
+            name="medium-embedding pipeline / offline batched",
+            target=f">= {want:.2f}",
+            measured=_why_not(emb_offline, emb) if ratio is None else f"{ratio:.2f}",
+            status="N/A" if ratio is None else _status(ratio >= want),
+        )
+    )
+    gain = emb_offline.gain if emb_offline else None
+    gain_on_cpu = emb_offline is not None and emb_offline.device == "cpu"
+    goals.append(
+        Goal(
+            name="medium-embedding batching gain (CPU)",
+            target=f">= {EMBEDDING_GAIN:.1f}x",
+            measured=(
+                _why_not(emb_offline, None)
+                if gain is None
+                else f"{gain:.2f}x" + ("" if gain_on_cpu else f" on {emb_offline.device}")  # type: ignore[union-attr]
+            ),
+            status="N/A" if gain is None or not gain_on_cpu else _status(gain >= EMBEDDING_GAIN),
+        )
+    )
+    if on_gpu and emb is not None:
+        rate = emb.saturation.items_per_s
+        goals.append(
+            Goal(
+                name="medium-embedding pipeline on GPU",
+                target=f">= {GPU_TEXTS_PER_S:,.0f} texts/s",
+                measured=f"{rate:,.0f} texts/s",
+                status=_status(rate >= GPU_TEXTS_PER_S),
+            )
+        )
+    for model_id, pipe in pipelines.items():
+        bound = p99_bound_ms(max_wait_ms, models.get(model_id))
+        p99 = pipe.half_load.latency_ms.get("p99", math.nan) if pipe.half_load else math.nan
+        ok = bound is not None and not math.isnan(p99)
+        goals.append(
+            Goal(
+                name=f"{model_id} p99 at 50% load",
+                target="<= "
+                + ("?" if bound is None else f"{bound:.0f} ms")
+                + f" (max_wait {max_wait_ms:.0f} + 3 x batch)",
+                measured="not run" if math.isnan(p99) else f"{p99:.0f} ms",
+                status=_status(p99 <= bound) if ok else "N/A",  # type: ignore[operator]
+            )
+        )
+    return goals
+
+
+def _why_not(offline: ModelBench | None, pipe: PipelineBench | None) -> str:
+    if offline is not None and offline.error:
+        return f"unavailable ({offline.error.split(':')[0]})"  # full error: model table, JSON
+    if offline is None:
+        return "not run"
+    return "pipeline not run" if pipe is None else "not measured"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain text table; numbers right-aligned."""
+    cells = [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    numeric = [all(isinstance(row[i], int | float) for row in rows) for i in range(len(headers))]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if num else v.ljust(w)
+            for v, w, num in zip(values, widths, numeric, strict=True)
+        ).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, cells)])
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}"
+    return str(value)
+
+
+def render(
+    *,
+    relay: FlowRun | None,
+    models: dict[str, ModelBench],
+    pipelines: dict[str, PipelineBench],
+    goals: Sequence[Goal],
+) -> str:
+    parts: list[str] = []
+    if relay is not None:
+        lat = relay.latency_ms
+        parts.append(
+            "relay (ceiling: two aiokafka hops, acks=all, commit after ack)\n"
+            + table(
+                ["n", "items/s", "p50 ms", "p95 ms", "p99 ms"],
+                [[relay.n, relay.items_per_s, lat.get("p50"), lat.get("p95"), lat.get("p99")]],
+            )
+        )
+    if models:
+        rows = []
+        for m in models.values():
+            if m.error:
+                rows.append([m.model_id, m.device, "-", None, None, None, m.error[:60]])
+                continue
+            b1, bb = m.batch1, m.batched
+            rows.append(
+                [
+                    m.model_id,
+                    m.device,
+                    m.configured_batch,
+                    b1.texts_per_s if b1 else None,
+                    bb.texts_per_s if bb else None,
+                    m.gain,
+                    "",
+                ]
+            )
+        parts.append(
+            "model (offline texts/s)\n"
+            + table(
+                ["model", "device", "batch", "batch 1", "batched", "gain", "note"],
+                rows,
+            )
+        )
+        for m in models.values():
+            if m.sweep:
+                parts.append(
+                    f"sweep {m.model_id} ({m.device})\n"
+                    + table(
+                        ["batch", "texts/s", "batch p50 ms", "batch p99 ms"],
+                        [
+                            [p.batch_size, p.texts_per_s, p.batch_ms_p50, p.batch_ms_p99]
+                            for p in m.sweep
+                        ],
+                    )
+                )
+    if pipelines:
+        rows = []
+        for p in pipelines.values():
+            ratio, vs = pipeline_ratio(p, relay, models.get(p.model_id))
+            for label, run in (("saturation", p.saturation), ("50% load", p.half_load)):
+                if run is None:
+                    continue
+                rows.append(
+                    [
+                        p.model_id,
+                        f"{p.backend} x{p.workers}",
+                        label,
+                        run.n,
+                        run.items_per_s,
+                        run.latency_ms.get("p50"),
+                        run.latency_ms.get("p95"),
+                        run.latency_ms.get("p99"),
+                        run.batch_sizes.get("p50"),
+                        (f"{ratio:.2f} x {vs}" if ratio is not None else "-")
+                        if run is p.saturation
+                        else "",
+                    ]
+                )
+        parts.append(
+            "pipeline (publish -> verdict, end to end)\n"
+            + table(
+                [
+                    "model",
+                    "workers",
+                    "load",
+                    "n",
+                    "items/s",
+                    "p50 ms",
+                    "p95 ms",
+                    "p99 ms",
+                    "batch p50",
+                    "ratio",
+                ],
+                rows,
+            )
+        )
+    if goals:
+        parts.append(
+            "goals\n"
+            + table(
+                ["goal", "target", "measured", "status"],
+                [[g.name, g.target, g.measured, g.status] for g in goals],
+            )
+        )
+    return "\n\n".join(parts)
+
+
+def as_json(
+    *,
+    meta: dict[str, Any],
+    relay: FlowRun | None,
+    models: dict[str, ModelBench],
+    pipelines: dict[str, PipelineBench],
+    goals: Sequence[Goal],
+) -> dict[str, Any]:
+    out_pipes = {}
+    for model_id, p in pipelines.items():
+        ratio, vs = pipeline_ratio(p, relay, models.get(model_id))
+        out_pipes[model_id] = {
+            **p.as_dict(),
+            "ratio": None if ratio is None else round(ratio, 3),
+            "ratio_to": vs,
+        }
+    return {
+        **meta,
+        "relay": relay.as_dict() if relay else None,
+        "models": {k: m.as_dict() for k, m in models.items()},
+        "pipelines": out_pipes,
+        "goals": [g.as_dict() for g in goals],
+    }

@@ -1,0 +1,187 @@
+"""One ``deepfake-stream bench`` run: the chosen benchmarks on one broker, then the report."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import platform
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deepfake_stream.bench import report
+from deepfake_stream.bench.flow import FlowRun
+from deepfake_stream.bench.model import ModelBench, pick_backend, run_model
+from deepfake_stream.bench.pipeline import PipelineBench, run_pipeline
+from deepfake_stream.bench.relay import run_relay
+from deepfake_stream.bench.texts import load_texts
+from deepfake_stream.kafka import bootstrap_answers
+from deepfake_stream.settings import Settings
+from routing.registry import load_registry
+
+log = logging.getLogger(__name__)
+DEFAULT_MODELS = ("tiny-tfidf", "medium-embedding")
+PIPELINE_SECONDS = 20.0
+"""A transformer pipeline run is sized to about this long at its offline batched rate."""
+
+
+@dataclass(kw_only=True)
+class BenchOptions:
+    what: str = "all"
+    models: Sequence[str] = ()
+    n: int = 10_000
+    sweep: bool = False
+    data: Path | None = None
+    backend: str = "auto"
+    workers: int | None = None
+    in_process: bool = False
+    model_budget_s: float = 4.0
+    paced_s: float = 10.0
+    plot: Path | None = None
+    progress: bool | None = None
+
+
+@dataclass(kw_only=True)
+class BenchResult:
+    meta: dict[str, Any] = field(default_factory=dict)
+    relay: FlowRun | None = None
+    models: dict[str, ModelBench] = field(default_factory=dict)
+    pipelines: dict[str, PipelineBench] = field(default_factory=dict)
+    goals: list[report.Goal] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return report.as_json(
+            meta=self.meta,
+            relay=self.relay,
+            models=self.models,
+            pipelines=self.pipelines,
+            goals=self.goals,
+        )
+
+    def render(self) -> str:
+        return report.render(
+            relay=self.relay, models=self.models, pipelines=self.pipelines, goals=self.goals
+        )
+
+
+@contextlib.contextmanager
+def broker_for(settings: Settings) -> Iterator[Settings]:
+    """The configured broker when it answers; otherwise an embedded one on a free port."""
+    if bootstrap_answers(settings):
+        yield settings
+        return
+    from deepfake_stream.embedded_broker import EmbeddedBroker, free_port
+
+    broker = EmbeddedBroker(port=free_port()).start()
+    log.info(
+        "no broker at %s: benchmarking on an embedded Tansu at %s",
+        settings.kafka.bootstrap_servers,
+        broker.bootstrap,
+    )
+    try:
+        kafka = settings.kafka.model_copy(update={"bootstrap_servers": broker.bootstrap})
+        yield settings.model_copy(update={"kafka": kafka})
+    finally:
+        broker.stop()
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    gpu = None
+    if "torch" in sys.modules:  # only ask when a benchmark already needed torch
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name(0)
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+async def run_bench(settings: Settings, opts: BenchOptions) -> BenchResult:
+    started = time.perf_counter()
+    texts = load_texts(opts.data)
+    registry = load_registry(settings.models.config, default_model=settings.models.default)
+    wanted = list(opts.models) or [m for m in DEFAULT_MODELS if m in registry.models]
+    for m in wanted:
+        registry.resolve(m)  # unknown ids fail before anything runs
+    result = BenchResult()
+    do_relay = opts.what in ("all", "relay") or (
+        opts.what == "pipeline" and any(m in report.RELAY_MODELS for m in wanted)
+    )
+    do_models = opts.what in ("all", "model", "pipeline")
+    do_pipes = opts.what in ("all", "pipeline")
+    with broker_for(settings) as s:
+        if do_relay:
+            result.relay = await run_relay(
+                s, texts, opts.n, in_process=opts.in_process, progress=opts.progress
+            )
+        if do_models:
+            sweep = opts.sweep or (opts.what == "all" and opts.plot is not None)
+            budget = opts.model_budget_s if opts.what != "pipeline" else opts.model_budget_s / 2
+            for m in wanted:
+                result.models[m] = await run_model(
+                    s, registry, m, texts, backend=opts.backend, sweep=sweep, budget_s=budget
+                )
+        if do_pipes:
+            for m in wanted:
+                offline = result.models.get(m)
+                if offline is not None and offline.error:
+                    log.warning("skipping the %s pipeline: %s", m, offline.error)
+                    continue
+                n = opts.n
+                if m not in report.RELAY_MODELS and offline and offline.batched:
+                    n = min(n, max(100, int(offline.batched.texts_per_s * PIPELINE_SECONDS)))
+                result.pipelines[m] = await run_pipeline(
+                    s,
+                    m,
+                    texts,
+                    n,
+                    backend=pick_backend(registry.resolve(m), opts.backend),
+                    workers=opts.workers,
+                    in_process=opts.in_process,
+                    paced_s=opts.paced_s,
+                    progress=opts.progress,
+                )
+        broker = s.kafka.bootstrap_servers
+    result.goals = report.check_goals(
+        relay=result.relay,
+        models=result.models,
+        pipelines=result.pipelines,
+        max_wait_ms=settings.worker.max_wait_ms,
+    )
+    if opts.plot is not None:
+        from deepfake_stream.bench.plot import plot_batching
+
+        try:
+            plot_batching(result.models.values(), opts.plot)
+            log.info("batching plot written to %s", opts.plot)
+        except (ImportError, ValueError) as exc:
+            log.warning("no plot: %s", exc)
+    result.meta = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": machine(),
+        "broker": broker,
+        "texts": str(opts.data) if opts.data else "built-in",
+        "settings": {
+            "worker_max_batch_size": settings.worker.max_batch_size,
+            "worker_max_wait_ms": settings.worker.max_wait_ms,
+            "worker_cpu_workers": settings.worker.cpu_workers,
+        },
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    return result

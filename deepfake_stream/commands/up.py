@@ -1,0 +1,229 @@
+"""Run the whole system on one machine.
+
+1. If nothing answers at KAFKA_BOOTSTRAP_SERVERS, start the embedded broker (Tansu,
+   memory-only: nothing survives a restart) on that address.
+2. Create missing topics (deepfake_stream/topics.yaml).
+3. Start each service as a child process with its standalone command line: the router,
+   WORKER_CPU_WORKERS CPU workers, the GPU worker when CUDA is present, the Modal bridge
+   when Modal credentials are configured, and the HTTP shim (when installed). A child that
+   dies is restarted with back-off.
+4. Ctrl-C or SIGTERM: every service drains its batch and commits, then the broker stops.
+
+--demo publishes a few sample texts once the CPU worker is live and prints their verdicts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import logging
+import os
+import signal
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from deepfake_stream.settings import Settings, env_name
+
+HELP = "run the whole system on one machine (embedded broker if none answers)"
+DEMO_FILE = Path(__file__).resolve().parent.parent / "demo.jsonl"
+log = logging.getLogger("deepfake_stream.up")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="publish sample texts once a worker is live and print verdicts",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="stop everything cleanly after N seconds (default: run until Ctrl-C or SIGTERM)",
+    )
+
+
+def _child_env(args: argparse.Namespace) -> dict[str, str]:
+    """Children read settings from the environment: carry our flags over as variables."""
+    env = dict(os.environ)
+    for key, value in vars(args).items():
+        if key.startswith("setting__") and value is not None:
+            _, group, field = key.split("__")
+            env[env_name(group, field)] = str(value)
+    env["LOG_LEVEL"] = str(getattr(args, "log_level", "INFO"))
+    return env
+
+
+def _is_local(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _gpu_present() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:
+        return False
+
+
+def _modal_configured() -> bool:
+    return bool(os.environ.get("MODAL_TOKEN_ID")) or Path("~/.modal.toml").expanduser().exists()
+
+
+def _children(settings: Settings):  # type: ignore[no-untyped-def]
+    from deepfake_stream.cli import _command_module
+    from deepfake_stream.supervisor import Child
+
+    children = [Child("router", ["router"])]
+    for i in range(settings.worker.cpu_workers):
+        children.append(Child(f"cpu-worker-{i + 1}", ["worker", "--backend", "cpu"]))
+    if _gpu_present():
+        children.append(Child("gpu-worker", ["worker", "--backend", "gpu"]))
+    else:
+        log.info("no CUDA device: the GPU worker is not started")
+    if _command_module("modal-bridge") is not None:
+        from deepfake_stream.services import registry_for
+
+        if not registry_for(settings).for_backend("modal"):
+            log.info("no registered model runs on Modal: the Modal bridge is not started")
+        elif _modal_configured():
+            children.append(Child("modal-bridge", ["modal-bridge"]))
+        else:
+            log.info(
+                "Modal is not configured (no MODAL_TOKEN_ID or ~/.modal.toml): "
+                "the Modal bridge is not started"
+            )
+    if _command_module("shim") is not None:
+        children.append(Child("shim", ["shim"]))
+    _assign_metrics_ports(children, settings)
+    return children
+
+
+def _assign_metrics_ports(children, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    """METRICS_PORT set: the router and workers serve /metrics on it, the next port, ...
+    (a flag on each child's command line, so `ps` shows it). The shim serves /metrics on
+    its own HTTP port."""
+    port = settings.metrics.port
+    for child in children:
+        if child.role == "shim":
+            child.args = [*child.args, "--metrics-port", "0"]
+        elif port:
+            child.args = [*child.args, "--metrics-port", str(port)]
+            log.info("%s metrics at http://%s:%d/metrics", child.role, settings.metrics.host, port)
+            port += 1
+
+
+async def _demo(settings: Settings, stop: threading.Event) -> None:
+    from consumers.reader import read_topic
+    from deepfake_stream.services import liveness_view
+    from producers.client import DetectProducer
+
+    async with liveness_view(settings) as view:
+        while not view.alive("cpu") and not stop.is_set():
+            await view.wait_changed(1.0)
+    if stop.is_set():
+        return
+    run_id = uuid.uuid4().hex[:6]
+    items = [json.loads(line) for line in DEMO_FILE.read_text().splitlines() if line.strip()]
+    ids = set()
+    started = time.monotonic()
+    async with DetectProducer(settings=settings) as producer:
+        for doc in items:
+            doc["id"] = f"{doc['id']}-{run_id}"
+            ids.add(doc["id"])
+            await producer.send_item(producer.validate(json.dumps(doc).encode()))
+    log.info(
+        "demo: published %d texts to %s; waiting for their verdicts",
+        len(ids),
+        settings.topics.input,
+    )
+    async for arrival in read_topic(
+        settings, settings.topics.verdicts, from_beginning=True, timeout=120
+    ):
+        v = arrival.json()
+        if v.get("id") in ids:
+            ids.discard(v["id"])
+            print(
+                f"  verdict {v['id']:<16} {v['label']:<5} score={v['score']:.3f} "
+                f"model={v['model_id']} backend={v['backend']} "
+                f"latency={v['latency_ms']:.0f}ms",
+                flush=True,
+            )
+        if not ids or stop.is_set():
+            break
+    log.info(
+        "demo: %d verdicts in %.1fs%s. Send your own: deepfake-stream produce FILE.jsonl; "
+        "watch: deepfake-stream tail",
+        len(items) - len(ids),
+        time.monotonic() - started,
+        f" ({len(ids)} missing)" if ids else "",
+    )
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from deepfake_stream.embedded_broker import EmbeddedBroker
+    from deepfake_stream.kafka import bootstrap_answers, first_bootstrap
+    from deepfake_stream.supervisor import Supervisor
+    from deepfake_stream.topics import ensure_topics
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    broker = None
+    if bootstrap_answers(settings):
+        log.info("using the Kafka broker at %s", settings.kafka.bootstrap_servers)
+    else:
+        host, port = first_bootstrap(settings)
+        if not _is_local(host):
+            log.error(
+                "nothing answers at %s and it is not a local address; start Kafka there "
+                "or point KAFKA_BOOTSTRAP_SERVERS at a local port for the embedded broker",
+                settings.kafka.bootstrap_servers,
+            )
+            return 2
+        broker = EmbeddedBroker(host=host, port=port).start()
+    try:
+        created = asyncio.run(ensure_topics(settings))
+        if created:
+            log.info("created topics: %s", ", ".join(created))
+        supervisor = Supervisor(
+            _children(settings), env=_child_env(args), grace_s=settings.worker.shutdown_grace_s
+        )
+        supervisor.start_all()
+        if args.demo:
+            threading.Thread(
+                target=lambda: asyncio.run(_demo(settings, stop)), daemon=True, name="demo"
+            ).start()
+        log.info("up: %d services running; Ctrl-C to stop", len(supervisor.children))
+        started = time.monotonic()
+        code = 0
+        while not stop.is_set():
+            if args.timeout is not None and time.monotonic() - started > args.timeout:
+                break
+            if broker and broker.process and broker.process.poll() is not None:
+                log.error(
+                    "the embedded broker exited (code %s); its in-memory data is gone. Stopping.",
+                    broker.process.returncode,
+                )
+                code = 1
+                break
+            supervisor.check()
+            time.sleep(0.5)
+        log.info("stopping")
+        supervisor.stop_all()
+        return code
+    finally:
+        if broker:
+            broker.stop()
+            log.info("embedded broker stopped")

@@ -1,0 +1,95 @@
+"""Kafka clients built from settings, with the delivery policy in one place.
+
+Producers always use ``acks="all"``: a stage commits an input offset only after what it
+produced is acknowledged by every in-sync replica. Consumers never auto-commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.helpers import create_ssl_context
+
+from deepfake_stream.settings import Settings
+
+
+def client_kwargs(settings: Settings, *, role: str = "") -> dict[str, Any]:
+    """Connection and security options shared by every client."""
+    k = settings.kafka
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": k.bootstrap_servers.split(","),
+        "security_protocol": k.security_protocol,
+        "client_id": f"{k.client_id}-{role}" if role else k.client_id,
+    }
+    if k.security_protocol.startswith("SASL"):
+        kwargs["sasl_mechanism"] = k.sasl_mechanism or "PLAIN"
+        kwargs["sasl_plain_username"] = k.sasl_username
+        kwargs["sasl_plain_password"] = (
+            k.sasl_password.get_secret_value() if k.sasl_password else None
+        )
+    if k.security_protocol.endswith("SSL"):
+        kwargs["ssl_context"] = create_ssl_context(cafile=k.ssl_cafile)
+    return kwargs
+
+
+def make_producer(settings: Settings, *, role: str = "") -> AIOKafkaProducer:
+    k = settings.kafka
+    return AIOKafkaProducer(
+        **client_kwargs(settings, role=role),
+        acks="all",
+        # Tansu (the embedded broker) has no idempotent producer; at-least-once plus
+        # de-duplication by (id, model_version) downstream covers the retries.
+        enable_idempotence=False,
+        max_batch_size=k.producer_max_batch_bytes,
+        linger_ms=k.producer_linger_ms,
+        max_request_size=k.max_request_bytes,
+    )
+
+
+def make_consumer(
+    settings: Settings, *topics: str, group_id: str | None, role: str = "", **extra: Any
+) -> AIOKafkaConsumer:
+    k = settings.kafka
+    options: dict[str, Any] = {
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": k.session_timeout_ms,
+        "heartbeat_interval_ms": max(1_000, k.session_timeout_ms // 4),
+        "max_poll_interval_ms": k.max_poll_interval_ms,
+        "fetch_max_bytes": max(52_428_800, k.max_request_bytes),
+        "max_partition_fetch_bytes": max(1_048_576, k.max_request_bytes),
+        "fetch_max_wait_ms": k.fetch_max_wait_ms,
+    }
+    options.update(extra)
+    return AIOKafkaConsumer(*topics, **client_kwargs(settings, role=role), **options)
+
+
+def first_bootstrap(settings: Settings) -> tuple[str, int]:
+    host, _, port = settings.kafka.bootstrap_servers.split(",")[0].strip().rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port or 9092)
+
+
+def bootstrap_answers(settings: Settings, timeout: float = 1.0) -> bool:
+    """True when something accepts TCP connections at the first bootstrap address."""
+    host, port = first_bootstrap(settings)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+async def wait_for_broker(settings: Settings, timeout: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await asyncio.to_thread(bootstrap_answers, settings):
+        if loop.time() > deadline:
+            raise TimeoutError(
+                f"no Kafka broker answers at {settings.kafka.bootstrap_servers} after "
+                f"{timeout:.0f}s; start one or set KAFKA_BOOTSTRAP_SERVERS"
+            )
+        await asyncio.sleep(0.2)

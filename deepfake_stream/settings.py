@@ -1,0 +1,252 @@
+"""The one settings object.
+
+Every setting is read from an environment variable and can be overridden by a command-line
+flag of the same name: ``KAFKA_BOOTSTRAP_SERVERS`` is ``--kafka-bootstrap-servers``. Groups
+are split by concern; each group owns an environment prefix, and the flag is always the
+environment name lower-cased with dashes, so operators only ever learn one name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Backend = Literal["cpu", "gpu", "modal"]
+BACKENDS: tuple[Backend, ...] = ("cpu", "gpu", "modal")
+
+_FROZEN = {"frozen": True, "extra": "ignore", "use_attribute_docstrings": True}
+
+
+class KafkaSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", **_FROZEN)
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    """Kafka bootstrap servers, comma separated."""
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """Broker security protocol, passed through to the Kafka clients."""
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    """SASL mechanism when the protocol is SASL_*."""
+    sasl_username: str | None = None
+    """SASL user name."""
+    sasl_password: SecretStr | None = None
+    """SASL password."""
+    ssl_cafile: str | None = None
+    """CA bundle that signs the brokers' certificates."""
+    client_id: str = "deepfake-stream"
+    """Client id prefix shown in broker logs and metrics."""
+    group_prefix: str = "deepfake-stream"
+    """Consumer groups are <prefix>.router, <prefix>.cpu, ...; change it to run two
+    independent pipelines on one cluster."""
+    producer_max_batch_bytes: int = Field(1_048_576, ge=16_384)
+    """Producer batch size per partition. aiokafka's 16 KB default halves throughput with
+    multi-KB texts, so this is raised to 1 MiB."""
+    producer_linger_ms: int = Field(2, ge=0)
+    """How long the producer waits to fill a batch before sending."""
+    max_request_bytes: int = Field(4_194_304, ge=1_048_576)
+    """Largest produce request; must exceed the largest message (a 100,000-character text is
+    up to 400 KB of UTF-8)."""
+    session_timeout_ms: int = Field(10_000, ge=3_000)
+    """Consumer group session timeout: how fast a dead member is noticed."""
+    max_poll_interval_ms: int = Field(300_000, ge=10_000)
+    """Longest time between polls before the group evicts a slow member."""
+    fetch_max_wait_ms: int = Field(20, ge=1, le=10_000)
+    """Longest a fetch may wait at the broker for data. Tansu (the embedded broker) answers a
+    waiting fetch only when this runs out, not when data arrives, so aiokafka's 500 ms
+    default added up to 500 ms per hop; each idle consumer polls 1000/this times a second."""
+
+
+class TopicSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TOPIC_", **_FROZEN)
+
+    input: str = "detect.in"
+    """Where upstream platforms publish input items."""
+    backend_cpu: str = "detect.backend.cpu"
+    """Routed items for the CPU worker group."""
+    backend_gpu: str = "detect.backend.gpu"
+    """Routed items for the GPU worker group."""
+    backend_modal: str = "detect.backend.modal"
+    """Routed items for the Modal bridge."""
+    verdicts: str = "detect.verdicts"
+    """Verdicts for moderation systems."""
+    dlq: str = "detect.dlq"
+    """Dead letters: original bytes plus dlq.* headers."""
+    heartbeats: str = "detect.heartbeats"
+    """Worker liveness announcements the router and workers read (see routing/liveness.py)."""
+
+    def backend(self, backend: Backend) -> str:
+        return {"cpu": self.backend_cpu, "gpu": self.backend_gpu, "modal": self.backend_modal}[
+            backend
+        ]
+
+
+class RedisSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REDIS_", **_FROZEN)
+
+    url: str | None = None
+    """Verdict cache and de-duplication; unset or unreachable means run without them."""
+    key_prefix: str = "dfs:v1"
+    """Namespace of every key (<prefix>:cache:..., <prefix>:published:...)."""
+    timeout_s: float = Field(0.25, gt=0, le=10)
+    """Longest one Redis call may take; a slower or failed call runs without Redis."""
+    cache_ttl_s: int = Field(86_400, ge=1)
+    """How long a cached score (per model version and text sha256) is kept."""
+    published_ttl_s: int = Field(604_800, ge=1)
+    """How long a published verdict's (id, model_version) is remembered for de-duplication;
+    keep it above detect.in's retention (7 days) so a re-read item is still recognised."""
+    retry_max_s: float = Field(30.0, gt=0)
+    """Longest back-off between reconnection attempts while Redis is unreachable."""
+
+
+class ModalSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MODAL_", **_FROZEN)
+
+    app_name: str = "deepfake-stream"
+    """The deployed Modal app the Modal bridge calls."""
+    timeout_s: float = Field(30.0, gt=0)
+    """Longest the Modal bridge waits for one micro-batch (all its sub-batches, a cold start
+    included) before handing the batch to the next backend."""
+    max_inflight: int = Field(4, ge=1, le=256)
+    """Most Modal calls the bridge has in flight at once (per model)."""
+    max_batch: int = Field(32, ge=1, le=4096)
+    """Most texts in one Modal call; a larger micro-batch is split and sent concurrently."""
+    breaker_failures: int = Field(3, ge=1)
+    """Consecutive failed batches that open the bridge's circuit breaker: while open, the
+    bridge fails at once and stops advertising its models, so the router skips Modal."""
+    breaker_cooldown_s: float = Field(30.0, gt=0)
+    """How long the circuit stays open before one trial batch is let through; also how often
+    a failed lookup of the Modal app is retried."""
+
+
+class HttpSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HTTP_", **_FROZEN)
+
+    host: str = "127.0.0.1"
+    """Where the HTTP shim listens."""
+    port: int = Field(8080, ge=1, le=65535)
+    """Port of the HTTP shim."""
+    batch_max_texts: int = Field(64, ge=1, le=4096)
+    """Most texts in one POST /v1/detect/batch request; more answer 422."""
+    max_body_bytes: int = Field(1_048_576, ge=1_024)
+    """Largest HTTP request body; larger bodies answer 413 before they are read whole."""
+    rate_limit_rps: float = Field(50.0, ge=0)
+    """Requests per second allowed per API key (token bucket refill rate); 0 turns it off."""
+    rate_limit_burst: int = Field(100, ge=1)
+    """Requests an API key may make at once before the rate limit answers 429."""
+    stream_timeout_s: float = Field(10.0, gt=0)
+    """How long ?via=stream waits for the pipeline's verdict before answering 504."""
+
+
+class ApiKeySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DETECT_", **_FROZEN)
+
+    api_keys: SecretStr | None = None
+    """Comma-separated API keys for the HTTP shim (header X-API-Key). Unset: no key needed on
+    loopback, and the shim refuses any other address."""
+
+
+class LimitSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", **_FROZEN)
+
+    max_text_chars: int = Field(100_000, ge=1)
+    """Longest accepted text; longer items are dead-lettered as too_large."""
+    max_message_bytes: int = Field(1_000_000, ge=1_024)
+    """Largest accepted message on detect.in; larger ones are dead-lettered as too_large."""
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WORKER_", **_FROZEN)
+
+    max_batch_size: int = Field(64, ge=1, le=4096)
+    """Most items scored in one micro-batch."""
+    max_wait_ms: int = Field(20, ge=0, le=10_000)
+    """Longest a partly filled micro-batch waits for more items; a busy topic never waits."""
+    cpu_workers: int = Field(1, ge=0, le=64)
+    """CPU worker processes that `up` runs."""
+    threads: int = Field(0, ge=0)
+    """Inference threads per worker (0: torch's default)."""
+    device: str | None = None
+    """Torch device for the GPU worker (default cuda when present)."""
+    heartbeat_interval_s: float = Field(2.0, gt=0)
+    """How often workers announce themselves."""
+    heartbeat_ttl_s: float = Field(10.0, gt=0)
+    """A backend with no announcement for this long is treated as dead by the router."""
+    shutdown_grace_s: float = Field(20.0, gt=0)
+    """How long a stopping service may take to drain before it is killed."""
+
+
+class ModelSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MODELS_", **_FROZEN)
+
+    config: Path | None = None
+    """Model registry file (default: the registry shipped in routing/models.yaml)."""
+    default: str = "tiny-tfidf"
+    """Model used when an item's model_id is null."""
+    only: str | None = None
+    """Comma-separated model ids a worker loads (default: every model routed to its backend)."""
+
+
+class MetricsSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="METRICS_", **_FROZEN)
+
+    port: int = Field(0, ge=0, le=65535)
+    """Port of the Prometheus /metrics endpoint of the router and workers (0: off). Under
+    `up`, the children get this port, the next one, and so on (each logged)."""
+    host: str = "127.0.0.1"
+    """Address the /metrics endpoint listens on."""
+
+
+class TelemetrySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OTEL_", **_FROZEN)
+
+    exporter_otlp_endpoint: str | None = None
+    """OTLP/HTTP collector base URL (traces go to <url>/v1/traces); unset: no export, the
+    trace context is still carried in Kafka headers."""
+
+
+class Settings(BaseModel):
+    """All settings, grouped. Build it with :func:`load_settings`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    modal: ModalSettings = Field(default_factory=ModalSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    api: ApiKeySettings = Field(default_factory=ApiKeySettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+
+
+GROUPS: dict[str, type[BaseSettings]] = {
+    name: field.annotation  # type: ignore[misc]
+    for name, field in Settings.model_fields.items()
+}
+
+
+def env_name(group: str, field: str) -> str:
+    prefix = GROUPS[group].model_config.get("env_prefix", "")
+    return f"{prefix}{field}".upper()
+
+
+def flag_name(group: str, field: str) -> str:
+    return "--" + env_name(group, field).lower().replace("_", "-")
+
+
+def all_fields() -> list[tuple[str, str]]:
+    """(group, field) for every setting, in declaration order."""
+    return [(g, f) for g, cls in GROUPS.items() for f in cls.model_fields]
+
+
+def load_settings(overrides: dict[tuple[str, str], Any] | None = None) -> Settings:
+    """Environment first, then explicit overrides (from flags or tests) on top."""
+    per_group: dict[str, dict[str, Any]] = {}
+    for (group, field), value in (overrides or {}).items():
+        per_group.setdefault(group, {})[field] = value
+    return Settings(**{g: cls(**per_group.get(g, {})) for g, cls in GROUPS.items()})

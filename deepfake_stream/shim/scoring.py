@@ -1,0 +1,229 @@
+"""In-process scoring through the same registry, routing decision and verdict as the stream.
+
+For each request the shim validates the item exactly as the router does
+(:func:`schemas.parse_input`), resolves the model in the same registry, and asks the same
+routing rule (:func:`routing.decide.choose_route`, fed by the workers' heartbeats) which
+backend the stream would pick. When that backend is one the shim can run itself (``cpu``),
+it scores the text with its own copy of the detector, in a dedicated inference thread, and
+builds the verdict with the worker's own :func:`consumers.worker.build_verdict`, so a text
+gets the same score, label and ``model_version`` whichever way it came in. When the stream
+would send the item elsewhere (a live GPU worker or Modal), the shim hands it to the stream
+(``via_stream``) instead. With no live worker at all it still answers, in-process, on the
+first backend of the chain it can run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from consumers.isolate import Outcome, score_isolating
+from consumers.worker import build_verdict
+from deepfake_stream.errors import InvalidInput, UnknownModel
+from deepfake_stream.settings import Settings
+from deepfake_stream.shim import metrics
+from deepfake_stream.shim.errors import ApiError
+from deepfake_stream.shim.sentences import sentence_spans
+from models.base import Detector
+from models.kinds import build_detector
+from routing.decide import candidates, choose_route
+from routing.registry import ModelConfig, Registry
+from schemas import InputItem, RoutedItem, Verdict, parse_input
+from schemas.http import DetectRequest, SentenceScore
+from schemas.items import BackendName
+
+log = logging.getLogger(__name__)
+
+LOCAL_BACKENDS: tuple[BackendName, ...] = ("cpu",)
+"""Backends whose detectors the shim runs itself (on this machine's CPU)."""
+_STATUS_FOR_REASON = {"too_large": 413, "invalid_json": 422, "invalid_schema": 422}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    """Where one item is scored: in-process as ``target`` would, or through the stream."""
+
+    item: InputItem
+    config: ModelConfig
+    target: BackendName
+    chain: tuple[BackendName, ...]
+    via_stream: bool
+
+
+class InProcessScorer:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        *,
+        alive: Callable[[str, str], bool],
+        detectors: dict[str, Detector] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self._alive = alive
+        self.detectors: dict[str, Detector] = dict(detectors or {})
+        self._locks: dict[str, asyncio.Lock] = {}
+        # One thread, as in a worker: detectors need not be thread-safe, and the event loop
+        # keeps answering /healthz while a long text is scored.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shim-inference")
+
+    async def start(self) -> None:
+        """Load the default model up front, so the first request does not pay for it."""
+        try:
+            await self.detector_for(self.registry.resolve(None))
+        except ApiError as exc:
+            log.error("default model did not load: %s", exc.detail)
+
+    async def stop(self) -> None:
+        for detector in self.detectors.values():
+            try:
+                await detector.unload()
+            except Exception as exc:  # shutting down: report, never hang
+                log.warning("unloading %s failed: %s", detector.spec.model_id, exc)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def loaded(self) -> list[str]:
+        return sorted(m for m, d in self.detectors.items() if d.ready)
+
+    async def detector_for(self, config: ModelConfig) -> Detector:
+        """The shim's own copy of a model's detector, loaded on first use."""
+        detector = self.detectors.get(config.model_id)
+        if detector is not None and detector.ready:
+            return detector
+        async with self._locks.setdefault(config.model_id, asyncio.Lock()):
+            detector = self.detectors.get(config.model_id)
+            if detector is None or not detector.ready:
+                started = time.perf_counter()
+                try:
+                    detector = detector or build_detector(config.spec("cpu"))
+                    await detector.load()
+                except Exception as exc:
+                    log.error("model %s failed to load in the shim: %s", config.model_id, exc)
+                    raise ApiError(
+                        503,
+                        "model_unavailable",
+                        f"model {config.model_id} could not be loaded ({type(exc).__name__})",
+                    ) from None
+                self.detectors[config.model_id] = detector
+                log.info(
+                    "model %s %s loaded in the shim in %.1fs",
+                    config.model_id,
+                    detector.version,
+                    time.perf_counter() - started,
+                )
+            return detector
+
+    def plan(self, request: DetectRequest, item_id: str, *, stream_ready: bool) -> Plan:
+        """Validate as the router does and decide where the item is scored."""
+        doc = {
+            "id": item_id,
+            "text": request.text,
+            "model_id": request.model_id,
+            "prefer_backend": request.prefer_backend,
+            "tenant": request.tenant,
+            "metadata": request.metadata,
+        }
+        limits = self.settings.limits
+        try:
+            item = parse_input(
+                json.dumps(doc).encode(),
+                max_text_chars=limits.max_text_chars,
+                max_message_bytes=limits.max_message_bytes,
+            )
+            config = self.registry.resolve(item.model_id)
+        except InvalidInput as exc:
+            raise ApiError(_STATUS_FOR_REASON.get(exc.reason, 422), exc.reason, str(exc)) from None
+        except UnknownModel as exc:
+            raise ApiError(404, "unknown_model", str(exc)) from None
+        route = choose_route(config, item.prefer_backend, self._alive)
+        if route is not None and route.target in LOCAL_BACKENDS:
+            return Plan(
+                item=item, config=config, target=route.target, chain=route.chain, via_stream=False
+            )
+        if route is not None and stream_ready:
+            return Plan(
+                item=item, config=config, target=route.target, chain=route.chain, via_stream=True
+            )
+        order = candidates(config, item.prefer_backend)
+        local = [b for b in order if b in LOCAL_BACKENDS]
+        if not local:
+            raise ApiError(
+                503,
+                "no_backend",
+                f"model {config.model_id} runs on {list(order)}: no worker there is live and "
+                "the shim cannot run it itself",
+            )
+        at = order.index(local[0])
+        return Plan(
+            item=item, config=config, target=local[0], chain=order[at + 1 :], via_stream=False
+        )
+
+    async def _predict(self, config: ModelConfig, texts: Sequence[str]) -> list[Outcome]:
+        detector = await self.detector_for(config)
+        cap = config.max_batch_size or len(texts) or 1
+        loop = asyncio.get_running_loop()
+        outcomes: list[Outcome] = []
+        for start in range(0, len(texts), cap):
+            started = time.perf_counter()
+            outcomes += await loop.run_in_executor(
+                self._executor, score_isolating, detector, list(texts[start : start + cap])
+            )
+            metrics.INFERENCE_SECONDS.labels(config.model_id).observe(time.perf_counter() - started)
+        for outcome in outcomes:
+            if outcome.score is None:
+                err = outcome.error
+                message = " ".join(str(err).split())[:300]
+                raise ApiError(
+                    502, "model_error", f"{config.model_id} failed: {type(err).__name__}: {message}"
+                )
+        return outcomes
+
+    async def score(
+        self, plans: Sequence[Plan], *, first_seen_ms: int, trace: dict[str, str]
+    ) -> list[Verdict]:
+        """Verdicts for in-process plans of one model, scored together, in order."""
+        if not plans:
+            return []
+        config = plans[0].config
+        detector = await self.detector_for(config)
+        outcomes = await self._predict(config, [p.item.text for p in plans])
+        verdicts = []
+        for plan, outcome in zip(plans, outcomes, strict=True):
+            routed = RoutedItem.first_hop(
+                plan.item,
+                model_id=config.model_id,
+                target=plan.target,
+                chain=list(plan.chain),
+                first_seen_ms=first_seen_ms,
+                trace=trace,
+            )
+            verdicts.append(
+                build_verdict(
+                    routed,
+                    model_version=detector.version,
+                    score=outcome.score.score,  # type: ignore[union-attr]
+                    threshold=config.threshold,
+                    backend=plan.target,
+                    batch_size=outcome.batch_size,
+                )
+            )
+        return verdicts
+
+    async def sentences(self, text: str, config: ModelConfig) -> list[SentenceScore]:
+        """Each sentence of ``text`` scored on its own, with its character span."""
+        spans = sentence_spans(text)
+        if not spans:
+            return []
+        outcomes = await self._predict(config, [text[a:b] for a, b in spans])
+        out = []
+        for (a, b), outcome in zip(spans, outcomes, strict=True):
+            score = float(outcome.score.score)  # type: ignore[union-attr]
+            label = "ai" if score >= config.threshold else "human"
+            out.append(SentenceScore(start=a, end=b, text=text[a:b], score=score, label=label))
+        return out

@@ -1,0 +1,135 @@
+"""``?via=stream``: request-reply over the live pipeline.
+
+The shim publishes the item to ``detect.in`` (key = a fresh id, acks=all) and waits for the
+verdict with that id on ``detect.verdicts``. One reader task serves every waiting request: it
+reads the verdict and dead-letter topics without a consumer group (so it never takes
+partitions from moderation systems, and never commits), from their ends as of start-up, and
+resolves a dict of futures keyed by item id. A dead letter for the id answers 502 with its
+``dlq.reason``; no answer within ``HTTP_STREAM_TIMEOUT_S`` answers 504.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from consumers.reader import topic_partitions
+from deepfake_stream.kafka import make_consumer, make_producer
+from deepfake_stream.settings import Settings
+from deepfake_stream.shim.errors import ApiError
+from deepfake_stream.topics import ensure_topics
+from deepfake_stream.tracing import trace_headers
+from schemas import InputItem, Verdict, parse_headers
+
+log = logging.getLogger(__name__)
+
+
+class StreamLink:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._waiting: dict[str, asyncio.Future[Verdict]] = {}
+        self.ready = False
+
+    async def start(self) -> None:
+        """Connect; raises when the broker does not answer (the caller retries)."""
+        await ensure_topics(self.settings)
+        topics = self.settings.topics
+        consumer = make_consumer(self.settings, group_id=None, role="shim-reply")
+        producer = make_producer(self.settings, role="shim")
+        try:
+            await consumer.start()
+            tps = [
+                TopicPartition(topic, p)
+                for topic in (topics.verdicts, topics.dlq)
+                for p in sorted(await topic_partitions(consumer, topic))
+            ]
+            consumer.assign(tps)
+            await consumer.seek_to_end(*tps)
+            for tp in tps:  # resolve the end offsets now: nothing published later is missed
+                await consumer.position(tp)
+            await producer.start()
+        except BaseException:
+            await consumer.stop()
+            await producer.stop()
+            raise
+        self._consumer, self._producer = consumer, producer
+        self._reader = asyncio.create_task(self._read(), name="shim-reply-reader")
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        if self._reader:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        for fut in self._waiting.values():
+            if not fut.done():
+                fut.set_exception(ApiError(503, "stream_unavailable", "the shim is stopping"))
+        if self._consumer:
+            await self._consumer.stop()
+        if self._producer:
+            await self._producer.stop()
+
+    async def request(self, item: InputItem, trace: dict[str, str], timeout: float) -> Verdict:
+        """Publish ``item`` to detect.in and return the pipeline's verdict for it."""
+        if not self.ready or self._producer is None:
+            raise ApiError(503, "stream_unavailable", "the shim is not connected to the broker")
+        fut: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
+        self._waiting[item.id] = fut
+        try:
+            await self._producer.send_and_wait(
+                self.settings.topics.input,
+                item.model_dump_json().encode(),
+                key=item.id.encode(),
+                headers=trace_headers(trace),
+            )
+            try:
+                return await asyncio.wait_for(fut, timeout)
+            except TimeoutError:
+                raise ApiError(
+                    504,
+                    "stream_timeout",
+                    f"no verdict for {item.id} on {self.settings.topics.verdicts} within "
+                    f"{timeout:g}s (HTTP_STREAM_TIMEOUT_S); is a worker running?",
+                ) from None
+        finally:
+            self._waiting.pop(item.id, None)
+
+    async def _read(self) -> None:
+        assert self._consumer is not None
+        dlq = self.settings.topics.dlq
+        while True:
+            try:
+                batches = await self._consumer.getmany(timeout_ms=500)
+            except Exception as exc:  # the broker went away: keep trying, requests time out
+                log.warning("reading verdicts failed: %s", exc)
+                await asyncio.sleep(1)
+                continue
+            for tp, records in batches.items():
+                for record in records:
+                    key = record.key.decode("utf-8", "replace") if record.key else None
+                    fut = self._waiting.get(key) if key else None
+                    if fut is None or fut.done():
+                        continue
+                    if tp.topic == dlq:
+                        headers = parse_headers(record.headers or ())
+                        fut.set_exception(
+                            ApiError(
+                                502,
+                                "dead_lettered",
+                                {
+                                    "reason": headers.get("dlq.reason"),
+                                    "stage": headers.get("dlq.stage"),
+                                    "message": headers.get("dlq.error.message"),
+                                },
+                            )
+                        )
+                        continue
+                    with contextlib.suppress(ValueError):
+                        fut.set_result(Verdict.model_validate(json.loads(record.value)))
