@@ -1,0 +1,49 @@
+"""Shared fixtures. The embedded broker (Tansu over TCP) starts once per session on a free
+port; every test gets its own topic names and consumer groups."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from deepfake_stream.embedded_broker import EmbeddedBroker, free_port
+from deepfake_stream.settings import Settings, all_fields, load_settings
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log_file = tmp_path_factory.mktemp("broker") / "tansu.log"
+    broker = EmbeddedBroker(port=free_port(), log_file=log_file).start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+def unique_settings(bootstrap: str, **overrides: Any) -> Settings:
+    """Settings with per-test topic names and consumer groups.
+
+    ``overrides`` use ``group__field`` keys, e.g. ``worker__max_batch_size=8``.
+    """
+    suffix = uuid.uuid4().hex[:8]
+    values: dict[tuple[str, str], Any] = {
+        ("kafka", "bootstrap_servers"): bootstrap,
+        ("kafka", "group_prefix"): f"test-{suffix}",
+        ("worker", "heartbeat_interval_s"): 0.5,
+        ("worker", "heartbeat_ttl_s"): 3.0,
+    }
+    for group, field in all_fields():
+        if group == "topics":
+            values[(group, field)] = f"{field}-{suffix}"
+    for key, value in overrides.items():
+        group, field = key.split("__")
+        values[(group, field)] = value
+    return load_settings(values)
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str) -> Settings:
+    return unique_settings(kafka_bootstrap)

@@ -1,0 +1,48 @@
+"""Every registered detector produces contract verdicts through the pipeline on CPU."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from deepfake_stream.services import registry_for, serve_router, serve_worker
+from schemas import Verdict
+from tests.conftest import unique_settings
+from tests.integration.harness import collect, publish, running, wait_live
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TEXTS = [
+    "The committee will reconvene next week to review the proposal in detail.",
+    "Der Rhein ist einer der wichtigsten Flüsse Europas und verbindet viele Länder.",
+]
+
+
+async def test_every_registered_model_scores_through_the_stream_on_cpu(
+    kafka_bootstrap: str,
+) -> None:
+    settings = unique_settings(kafka_bootstrap)
+    models = sorted(registry_for(settings).models)
+    assert {"tiny-tfidf", "small-perplexity", "medium-embedding", "large-ensemble"} <= set(models)
+    async with running(
+        lambda stop: serve_router(settings, stop=stop),
+        lambda stop: serve_worker(settings, "cpu", stop=stop),
+    ):
+        for model in models:
+            await wait_live(settings, "cpu", model, timeout=300)
+        docs = [
+            {"id": f"{m}-{i}", "text": t, "model_id": m}
+            for m in models
+            for i, t in enumerate(TEXTS)
+        ]
+        await publish(settings, docs)
+        results = await collect(settings, verdicts=len(docs), timeout=600)
+    by_id = results.by_id()
+    assert set(by_id) == {d["id"] for d in docs}
+    for d in docs:
+        v = Verdict.model_validate(by_id[d["id"]])
+        assert v.model_id == d["model_id"]
+        assert re.match(r"^2026\.11\.1\+sha256:[0-9a-f]{12}$", v.model_version)
+        # No GPU and no Modal here: every model's chain ends on the CPU worker.
+        assert v.backend == "cpu" and v.fallback_from == []

@@ -1,0 +1,68 @@
+"""`deepfake-stream bench` as a user runs it, on the real broker; the last line is JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from tests.integration.harness import cli_command
+
+pytestmark = pytest.mark.integration
+
+
+def bench(bootstrap: str, *args: str, timeout: float = 240) -> dict:
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(
+        cli_command("bench", *args, "--json", "--no-progress"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert "items/s" in proc.stdout  # the table comes first
+    return json.loads(lines[-1])
+
+
+def test_bench_relay_json(kafka_bootstrap: str) -> None:
+    doc = bench(kafka_bootstrap, "relay", "--n", "200")
+    assert doc["broker"] == kafka_bootstrap  # the configured broker answered: used as is
+    relay = doc["relay"]
+    assert relay["n"] == relay["received"] == 200 and relay["duplicates"] == 0
+    assert relay["items_per_s"] > 0
+    assert 0 < relay["latency_ms"]["p50"] <= relay["latency_ms"]["p99"]
+    assert doc["machine"]["cores"] >= 1 and doc["date"].endswith("Z")
+
+
+@pytest.mark.slow
+def test_bench_pipeline_tiny_tfidf_json(kafka_bootstrap: str) -> None:
+    doc = bench(
+        kafka_bootstrap,
+        "pipeline",
+        "--model",
+        "tiny-tfidf",
+        "--n",
+        "200",
+        "--model-seconds",
+        "0.5",
+        "--paced-seconds",
+        "2",
+    )
+    pipe = doc["pipelines"]["tiny-tfidf"]
+    sat, half = pipe["saturation"], pipe["half_load"]
+    assert sat["received"] == sat["n"] == 200 and sat["duplicates"] == 0
+    assert half["received"] == half["n"] >= 50
+    assert half["target_rate"] == pytest.approx(sat["items_per_s"] / 2, rel=0.01)
+    assert sat["verdict_latency_ms"]["p99"] > 0 and sat["batch_sizes"]["p50"] >= 1
+    # the ratio is taken against the relay measured in the same run, on the same broker
+    assert pipe["ratio_to"] == "relay" and doc["relay"]["n"] == 200
+    assert pipe["ratio"] == pytest.approx(sat["items_per_s"] / doc["relay"]["items_per_s"], 0.01)
+    offline = doc["models"]["tiny-tfidf"]
+    assert offline["batch1"]["texts_per_s"] > 0 and offline["configured_batch"] == 64
+    statuses = {g["goal"]: g["status"] for g in doc["goals"]}
+    assert statuses["tiny-tfidf pipeline / relay"] in {"PASS", "MISS"}
+    assert statuses["tiny-tfidf p99 at 50% load"] in {"PASS", "MISS"}

@@ -1,0 +1,222 @@
+"""The HTTP shim against the real broker and the real tiny-tfidf detector.
+
+- its in-process verdict equals the stream's verdict for the same text and model;
+- ``?via=stream`` answers with the pipeline's own verdict (the one on detect.verdicts);
+- ``deepfake-stream shim`` serves over TCP as a subprocess, and the README's curl example
+  works against it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from deepfake_stream.embedded_broker import free_port
+from deepfake_stream.services import serve_router, serve_worker
+from deepfake_stream.settings import Settings
+from deepfake_stream.shim import create_app
+from tests.conftest import unique_settings
+from tests.integration.harness import (
+    cli_command,
+    collect,
+    publish,
+    running,
+    settings_env,
+    wait_live,
+)
+
+pytestmark = pytest.mark.integration
+
+KEY = "integration-key"
+TEXTS = [
+    "The committee will reconvene next week to review the proposal in detail.",
+    "honestly no idea why the printer keeps jamming, tried everything lol",
+    "Climate change poses significant challenges to global food security and biodiversity.",
+    "Der Zug hatte wieder Verspätung, also bin ich zu Fuß gegangen.",
+]
+COMPARED = ("model_id", "model_version", "label", "is_fake", "threshold", "backend",
+            "fallback_from", "attempts", "replay", "tenant", "metadata")  # fmt: skip
+
+
+@asynccontextmanager
+async def shim_client(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://shim", headers={"X-API-Key": KEY}, timeout=30
+        ) as client:
+            yield app, client
+
+
+async def wait_ready(client: httpx.AsyncClient, backend: str = "cpu", timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        r = await client.get("/readyz")
+        body = r.json()
+        if r.status_code == 200 and body["stream_connected"] and backend in body["live_backends"]:
+            return body
+        assert time.monotonic() < deadline, f"shim never ready: {body}"
+        await asyncio.sleep(0.2)
+
+
+async def test_shim_verdict_equals_the_stream_verdict(kafka_bootstrap: str) -> None:
+    settings = unique_settings(kafka_bootstrap, api__api_keys=KEY)
+    async with running(
+        lambda stop: serve_router(settings, stop=stop),
+        lambda stop: serve_worker(settings, "cpu", stop=stop),
+    ):
+        await wait_live(settings, "cpu", "tiny-tfidf")
+        docs = [
+            {"id": f"s-{i}", "text": t, "tenant": "t1", "metadata": {"n": i}}
+            for i, t in enumerate(TEXTS)
+        ]
+        await publish(settings, docs)
+        stream = (await collect(settings, verdicts=len(docs), timeout=60)).by_id()
+
+        async with shim_client(settings) as (_, client):
+            ready = await wait_ready(client)
+            assert ready["broker"] and "tiny-tfidf" in ready["models_loaded"]
+            assert "tiny-tfidf" in ready["live_backends"]["cpu"]
+            for doc in docs:
+                r = await client.post(
+                    "/v1/detect", json={**doc, "model_id": "tiny-tfidf"}
+                )  # in-process (the default)
+                assert r.status_code == 200, r.text
+                shim, want = r.json(), stream[doc["id"]]
+                assert abs(shim["score"] - want["score"]) < 1e-9
+                assert {k: shim[k] for k in COMPARED} == {k: want[k] for k in COMPARED}
+            batch = await client.post("/v1/detect/batch", json={"items": docs})
+            for doc, got in zip(docs, batch.json()["verdicts"], strict=True):
+                assert abs(got["score"] - stream[doc["id"]]["score"]) < 1e-9
+
+            # ?via=stream: the answer is the very verdict the pipeline put on detect.verdicts.
+            r = await client.post(
+                "/v1/detect?via=stream",
+                json={"text": TEXTS[2], "tenant": "t1", "metadata": {"via": "stream"}},
+            )
+            assert r.status_code == 200, r.text
+            via = r.json()
+            assert via["id"].startswith("shim-")
+            assert abs(via["score"] - stream["s-2"]["score"]) < 1e-9
+            assert via["model_version"] == stream["s-2"]["model_version"]
+            published = (await collect(settings, verdicts=len(docs) + 1, timeout=30)).by_id()
+            assert published[via["id"]] == via
+            models = (await client.get("/v1/models/tiny-tfidf")).json()
+            assert models["live_backends"] == ["cpu"]
+
+
+async def test_via_stream_times_out_with_504_when_no_worker_runs(kafka_bootstrap: str) -> None:
+    settings = unique_settings(kafka_bootstrap, api__api_keys=KEY, http__stream_timeout_s=1.5)
+    async with shim_client(settings) as (app, client):
+        deadline = time.monotonic() + 30
+        while not app.state.shim.stream.ready:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+        started = time.monotonic()
+        r = await client.post("/v1/detect?via=stream", json={"text": TEXTS[0]})
+        assert r.status_code == 504, r.text
+        assert r.json()["error"] == "stream_timeout"
+        assert 1.4 < time.monotonic() - started < 10
+        # The in-process path does not need a live worker.
+        assert (await client.post("/v1/detect", json={"text": TEXTS[0]})).status_code == 200
+
+
+def _start_shim(settings: Settings, port: int) -> subprocess.Popen[bytes]:
+    env = settings_env(settings)
+    env["HTTP_PORT"] = str(port)
+    return subprocess.Popen(
+        cli_command("shim"), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+
+
+def _wait_http(base: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise AssertionError("the shim did not answer /healthz")
+
+
+def _readme_curl() -> str:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## HTTP shim", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.S)
+    assert block, "README's HTTP shim section has a bash example"
+    lines = block.group(1).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("curl"))
+    command = []
+    for line in lines[start:]:
+        command.append(line.rstrip("\\").strip())
+        if not line.endswith("\\"):
+            break
+    return " ".join(command)
+
+
+def _run_curl(command: str, port: int) -> dict:
+    command = command.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+    if shutil.which("curl"):
+        out = subprocess.run(["bash", "-c", command], capture_output=True, timeout=30, check=True)
+        return json.loads(out.stdout)
+    # No curl binary: do exactly what the command says with httpx.
+    argv = shlex.split(command)[1:]
+    headers, data, url, method = {}, None, None, "GET"
+    it = iter(argv)
+    for arg in it:
+        if arg == "-H":
+            k, _, v = next(it).partition(":")
+            headers[k.strip()] = v.strip()
+        elif arg == "-d":
+            data, method = next(it), "POST"
+        elif arg == "-X":
+            method = next(it)
+        elif not arg.startswith("-"):
+            url = arg
+    return httpx.request(method, url, headers=headers, content=data, timeout=30).json()
+
+
+def test_shim_serves_over_tcp_and_the_readme_example_works(kafka_bootstrap: str) -> None:
+    settings = unique_settings(kafka_bootstrap, api__api_keys=f"{KEY},change-me")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = _start_shim(settings, port)
+    try:
+        _wait_http(base, proc)
+        assert httpx.post(f"{base}/v1/detect", json={"text": TEXTS[0]}).status_code == 401
+        r = httpx.post(
+            f"{base}/v1/detect", json={"text": TEXTS[0]}, headers={"X-API-Key": KEY}, timeout=30
+        )
+        assert r.status_code == 200 and r.json()["model_id"] == "tiny-tfidf", r.text
+        big = httpx.post(f"{base}/v1/detect", content=b"x" * 2_000_000, headers={"X-API-Key": KEY})
+        assert big.status_code == 413
+        metrics = httpx.get(f"{base}/metrics")
+        assert metrics.status_code == 200 and "deepfake_shim_requests_total" in metrics.text
+        assert metrics.headers["content-type"].startswith("text/plain")
+
+        verdict = _run_curl(_readme_curl(), port)
+        assert verdict["label"] in ("ai", "human") and verdict["sentences"], verdict
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert code == 0

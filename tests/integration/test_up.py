@@ -1,0 +1,73 @@
+"""`deepfake-stream up` as a user runs it, fed by an outside aiokafka client."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from schemas import Verdict
+from tests.integration.test_pipeline import MALFORMED, SAMPLES
+from tests.system import Outcome, deepfake_up, percentile, read_outputs, wait_for_verdict_of
+
+pytestmark = pytest.mark.integration
+
+
+async def test_up_scores_2000_texts_and_dead_letters_8_malformed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with deepfake_up(tmp_path, MAX_TEXT_CHARS="2000") as up:
+        # Children show their standalone command lines in `ps` (once they have exec'd).
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            router = up.children("deepfake-stream router")
+            workers = up.children("deepfake-stream worker --backend cpu")
+            if len(router) == 1 and len(workers) == 1:
+                break
+            time.sleep(0.2)
+        assert len(router) == 1 and len(workers) == 1, up.log()
+
+        await wait_for_verdict_of(up.bootstrap, "probe-0")
+        producer = AIOKafkaProducer(
+            bootstrap_servers=up.bootstrap, acks="all", max_batch_size=1 << 20, linger_ms=5
+        )
+        await producer.start()
+        started = time.monotonic()
+        futures = []
+        for i in range(2000):
+            doc = {"id": f"u-{i}", "text": f"{SAMPLES[i % 4]} #{i}"}
+            futures.append(
+                await producer.send("detect.in", json.dumps(doc).encode(), key=doc["id"].encode())
+            )
+            if i % 250 == 0:
+                raw = list(MALFORMED.values())[i // 250][0]
+                futures.append(await producer.send("detect.in", raw))
+        for f in futures:
+            await f
+        await producer.stop()
+        out = Outcome()
+        await read_outputs(
+            up.bootstrap,
+            out,
+            lambda o: sum(k.startswith("u-") for k in o.verdicts) >= 2000 and len(o.dead) >= 8,
+            timeout=180,
+        )
+        elapsed = time.monotonic() - started
+
+        ids = {k for k in out.verdicts if k.startswith("u-")}
+        assert ids == {f"u-{i}" for i in range(2000)}
+        for k in ids:
+            Verdict.model_validate(out.verdicts[k][0])
+        reasons = sorted(h["dlq.reason"] for _, h, _ in out.dead)
+        assert reasons == sorted(r for _, r in MALFORMED.values())
+        lat = [out.verdicts[k][0]["latency_ms"] for k in ids]
+        print(
+            f"up: 2000 items in {elapsed:.1f}s ({2000 / elapsed:.0f} items/s end to end), "
+            f"latency p50 {percentile(lat, 50):.0f} ms p99 {percentile(lat, 99):.0f} ms"
+        )
+
+        up.process.send_signal(signal.SIGTERM)
+        assert up.process.wait(60) == 0
+        assert up.children() == [], "every child stopped with up"
+    assert "stopping" in up.log()

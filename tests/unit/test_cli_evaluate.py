@@ -1,0 +1,60 @@
+"""The train/evaluate/models commands as users run them: a subprocess, output parsed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[2]
+DATA = ROOT / "tests" / "data" / "labelled_small.jsonl"
+KEYS = {"n", "auroc", "accuracy", "f1", "tpr_at_1pct_fpr", "texts_per_s"}
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "deepfake_stream", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_evaluate_json_last_line() -> None:
+    proc = _cli("evaluate", "--model", "tiny-tfidf", "--data", str(DATA), "--json")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert any(line.startswith("AUROC") for line in lines)  # the table for people
+    result = json.loads(lines[-1])
+    assert KEYS <= set(result) <= KEYS | {"model_id", "model_version", "split"}
+    assert result["n"] == 24 and result["split"] == "all"
+    assert 0.0 <= result["auroc"] <= 1.0 and result["texts_per_s"] > 0
+    assert result["model_version"].startswith("2026.11.1+sha256:")
+
+
+def test_evaluate_bad_data_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine", "label": 0}\n{"text": "x", "label": "ai"}\n')
+    proc = _cli("evaluate", "--model", "tiny-tfidf", "--data", str(bad))
+    assert proc.returncode == 2
+    assert "bad.jsonl:2" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_models_json(tmp_path: Path) -> None:
+    # Only tiny-tfidf: the shipped registry may list large models that are slow to load.
+    registry = tmp_path / "models.yaml"
+    registry.write_text(
+        "models:\n  tiny-tfidf: {kind: tfidf, size: tiny, version: '2026.11.1', "
+        "artifact: tiny-tfidf}\n  broken: {kind: tfidf, size: tiny, version: '1', "
+        "artifact: /nonexistent/broken}\n"
+    )
+    proc = _cli("models", "--json", "--models-config", str(registry))
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # one model is unavailable
+    doc = json.loads(proc.stdout.strip().splitlines()[-1])
+    broken = next(m for m in doc["models"] if m["id"] == "broken")
+    assert broken["status"].startswith("artifact missing/corrupt")
+    tiny = next(m for m in doc["models"] if m["id"] == "tiny-tfidf")
+    assert tiny["status"] == "ready" and tiny["backends"] == ["cpu"]
+    assert "+sha256:" in tiny["version"] and tiny["artifact_bytes"] < 5_000_000

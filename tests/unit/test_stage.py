@@ -1,0 +1,284 @@
+"""The stage loop's delivery rules, with in-memory fakes of the Kafka clients."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from consumers.stage import BatchResult, Outgoing, StageRunner
+
+TOPIC = "in"
+TP0 = TopicPartition(TOPIC, 0)
+TP1 = TopicPartition(TOPIC, 1)
+
+
+def record(partition: int, offset: int) -> ConsumerRecord:
+    value = f"{partition}:{offset}".encode()
+    return ConsumerRecord(TOPIC, partition, offset, 0, 0, None, value, None, 0, len(value), [])
+
+
+class FakeConsumer:
+    """Partitions as lists of records; getmany reads from each partition's position."""
+
+    def __init__(self, events: list[tuple[Any, ...]]) -> None:
+        self.events = events
+        self.log: dict[TopicPartition, list[ConsumerRecord]] = {TP0: [], TP1: []}
+        self.position: dict[TopicPartition, int] = {}
+        self.commits: list[dict[TopicPartition, int]] = []
+        self.seeks: list[tuple[TopicPartition, int]] = []
+        self.getmany_calls: list[tuple[int, int]] = []
+        self._arrived = asyncio.Event()
+
+    def add(self, partition: int, *offsets: int) -> None:
+        tp = TopicPartition(TOPIC, partition)
+        for o in offsets:
+            self.log[tp].append(record(partition, o))
+            self.position.setdefault(tp, o)
+        self._arrived.set()
+
+    def _available(self) -> list[ConsumerRecord]:
+        return [
+            r for tp, rs in self.log.items() for r in rs if r.offset >= self.position.get(tp, 0)
+        ]
+
+    async def getmany(self, *, timeout_ms: int, max_records: int) -> dict[Any, list[Any]]:
+        self.getmany_calls.append((timeout_ms, max_records))
+        if not self._available():
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), timeout_ms / 1000)
+            except TimeoutError:
+                return {}
+        out: dict[TopicPartition, list[ConsumerRecord]] = {}
+        for r in self._available()[:max_records]:
+            tp = TopicPartition(r.topic, r.partition)
+            out.setdefault(tp, []).append(r)
+            self.position[tp] = r.offset + 1
+        return out
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TP0, TP1}
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.events.append(("commit", dict(offsets)))
+        self.commits.append(dict(offsets))
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.events.append(("seek", tp, offset))
+        self.seeks.append((tp, offset))
+        self.position[tp] = offset
+
+
+class FakeProducer:
+    """send() returns a future acknowledged a little later, in reverse order of sending."""
+
+    def __init__(self, events: list[tuple[Any, ...]]) -> None:
+        self.events = events
+        self.fail_next = 0
+
+    async def send(
+        self, topic: str, value: bytes, *, key: Any = None, headers: Any = None
+    ) -> asyncio.Future[None]:
+        self.events.append(("send", value))
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        n = sum(1 for e in self.events if e[0] == "send")
+        failing = self.fail_next > 0
+        if failing:
+            self.fail_next -= 1
+
+        def ack() -> None:
+            if failing:
+                self.events.append(("nack", value))
+                fut.set_exception(ConnectionError("broker went away"))
+            else:
+                self.events.append(("ack", value))
+                fut.set_result(None)
+
+        asyncio.get_running_loop().call_later(max(0.0, 0.02 - n * 0.001), ack)
+        return fut
+
+
+class Handler:
+    """One output per record; ``hold_at`` makes it hold a partition once at that offset."""
+
+    def __init__(self, hold_at: tuple[int, int] | None = None) -> None:
+        self.seen: list[tuple[int, int]] = []
+        self.hold_at = hold_at
+
+    async def handle(self, records: Sequence[ConsumerRecord]) -> BatchResult:
+        result = BatchResult()
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            if tp in result.hold:
+                continue
+            self.seen.append((r.partition, r.offset))
+            if self.hold_at == (r.partition, r.offset):
+                self.hold_at = None
+                result.hold[tp] = r.offset
+                continue
+            result.out.append(Outgoing(topic="out", value=r.value or b"", key=r.key))
+        return result
+
+
+def make_runner(
+    handler: Handler | None = None, *, max_batch_size: int = 100, max_wait_ms: int = 0
+) -> tuple[StageRunner, FakeConsumer, FakeProducer, list[tuple[Any, ...]]]:
+    events: list[tuple[Any, ...]] = []
+    consumer, producer = FakeConsumer(events), FakeProducer(events)
+    runner = StageRunner(
+        consumer=consumer,  # type: ignore[arg-type]
+        producer=producer,  # type: ignore[arg-type]
+        handler=handler or Handler(),
+        topics=[TOPIC],
+        max_batch_size=max_batch_size,
+        max_wait_ms=max_wait_ms,
+        poll_ms=50,
+    )
+    return runner, consumer, producer, events
+
+
+def kinds(events: list[tuple[Any, ...]], kind: str) -> list[int]:
+    return [i for i, e in enumerate(events) if e[0] == kind]
+
+
+async def test_every_output_is_acked_before_the_commit() -> None:
+    runner, consumer, _, events = make_runner()
+    consumer.add(0, 10, 11, 12)
+    consumer.add(1, 5, 6)
+    assert await runner.run(count=5, timeout=5) == 5
+    sends, acks, commits = kinds(events, "send"), kinds(events, "ack"), kinds(events, "commit")
+    assert len(sends) == len(acks) == 5
+    assert len(commits) == 1
+    assert max(acks) < commits[0], events
+    assert consumer.commits == [{TP0: 13, TP1: 7}]  # last offset + 1 per partition
+    assert consumer.seeks == []
+
+
+async def test_commit_offsets_are_per_batch_last_plus_one() -> None:
+    runner, consumer, _, _ = make_runner(max_batch_size=2)
+    consumer.add(0, 0, 1, 2)
+    assert await runner.run(count=3, timeout=5) >= 3
+    assert consumer.commits[0] == {TP0: 2}
+    assert consumer.commits[-1] == {TP0: 3}
+
+
+async def test_hold_commits_the_held_offset_and_seeks_back_to_it() -> None:
+    handler = Handler(hold_at=(0, 2))
+    runner, consumer, _, events = make_runner(handler)
+    consumer.add(0, 0, 1, 2, 3)
+    consumer.add(1, 7)
+    await runner.run(count=5, timeout=5)
+    first, second = consumer.commits[0], consumer.commits[1]
+    assert first == {TP0: 2, TP1: 8}  # partition 1 is not held back by partition 0
+    assert (TP0, 2) in consumer.seeks
+    seek_at = events.index(("seek", TP0, 2))
+    assert seek_at > kinds(events, "commit")[0]
+    assert second == {TP0: 4}
+    # The held item and those behind it were handled again, in order, after the seek.
+    assert handler.seen.count((0, 2)) == 2
+    assert handler.seen.count((0, 3)) == 1
+    assert handler.seen.index((0, 3)) > handler.seen.index((0, 2))
+    assert runner.processed == 5
+
+
+async def test_producer_failure_does_not_commit_and_rereads_the_batch() -> None:
+    runner, consumer, producer, events = make_runner()
+    producer.fail_next = 1
+    consumer.add(0, 10, 11, 12)
+    consumer.add(1, 3, 4)
+    await runner.run(count=5, timeout=5)
+    first_commit = kinds(events, "commit")[0]
+    nack = kinds(events, "nack")[0]
+    assert nack < first_commit
+    # Before any commit the runner rewound every partition to the batch's first offset.
+    seeks_before = [e for e in events[:first_commit] if e[0] == "seek"]
+    assert sorted(seeks_before, key=str) == sorted([("seek", TP0, 10), ("seek", TP1, 3)], key=str)
+    assert consumer.commits == [{TP0: 13, TP1: 5}]
+    # Every output was sent again after the failure (at-least-once, never skipped).
+    resent = [e[1] for e in events[nack:] if e[0] == "send"]
+    assert sorted(resent) == sorted([b"0:10", b"0:11", b"0:12", b"1:3", b"1:4"])
+
+
+async def test_handler_failure_does_not_commit_and_rereads_the_batch() -> None:
+    class Flaky(Handler):
+        failed = False
+
+        async def handle(self, records: Sequence[ConsumerRecord]) -> BatchResult:
+            if not self.failed:
+                self.failed = True
+                raise RuntimeError("bug")
+            return await super().handle(records)
+
+    runner, consumer, _, _ = make_runner(Flaky())
+    consumer.add(0, 0, 1)
+    await runner.run(count=2, timeout=5)
+    assert consumer.seeks == [(TP0, 0)]
+    assert consumer.commits == [{TP0: 2}]
+
+
+async def test_count_bounds_the_run() -> None:
+    runner, consumer, _, _ = make_runner(max_batch_size=1)
+    consumer.add(0, *range(10))
+    assert await runner.run(count=3, timeout=5) == 3
+    assert consumer.commits[-1] == {TP0: 3}
+    assert consumer.position[TP0] == 3  # the rest is left for the next run
+
+
+async def test_timeout_bounds_an_idle_run() -> None:
+    runner, _, _, _ = make_runner()
+    started = time.monotonic()
+    assert await runner.run(timeout=0.2) == 0
+    assert 0.2 <= time.monotonic() - started < 1.0
+
+
+async def test_stop_event_ends_the_run() -> None:
+    runner, _, _, _ = make_runner()
+    asyncio.get_running_loop().call_later(0.1, runner.stop.set)
+    started = time.monotonic()
+    await runner.run()
+    assert time.monotonic() - started < 1.0
+
+
+async def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.monotonic()
+    out = await fn()
+    return out, time.monotonic() - started
+
+
+async def test_collect_returns_at_once_when_a_full_batch_is_available() -> None:
+    runner, consumer, _, _ = make_runner(max_batch_size=4, max_wait_ms=5_000)
+    consumer.add(0, *range(10))
+    records, took = await _timed(runner.collect)
+    assert [r.offset for r in records] == [0, 1, 2, 3]
+    assert took < 0.2
+
+
+async def test_collect_waits_at_most_max_wait_for_a_partial_batch() -> None:
+    runner, consumer, _, _ = make_runner(max_batch_size=10, max_wait_ms=200)
+    consumer.add(0, 0)
+    records, took = await _timed(runner.collect)
+    assert len(records) == 1
+    assert 0.15 <= took < 0.6
+
+
+async def test_collect_gathers_a_trickle_within_max_wait() -> None:
+    runner, consumer, _, _ = make_runner(max_batch_size=3, max_wait_ms=2_000)
+    consumer.add(0, 0)
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.05, consumer.add, 0, 1)
+    loop.call_later(0.10, consumer.add, 1, 0)
+    records, took = await _timed(runner.collect)
+    assert {(r.partition, r.offset) for r in records} == {(0, 0), (0, 1), (1, 0)}
+    assert took < 1.0  # returned when the batch was full, not at max_wait
+    assert all(n <= 3 for _, n in consumer.getmany_calls)
+
+
+async def test_collect_with_nothing_waits_one_poll() -> None:
+    runner, _, _, _ = make_runner(max_wait_ms=5_000)
+    records, took = await _timed(runner.collect)
+    assert records == []
+    assert took < 0.5  # poll_ms, not max_wait_ms
