@@ -20,6 +20,7 @@ import os
 import socket
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -68,6 +69,17 @@ class Heartbeat:
         return self.state == "alive" and t_ms < self.ts_ms + self.ttl_ms
 
 
+# The views started in this process and not yet stopped. Each reader fetches on its own
+# schedule, so two views of one topic can disagree for a fetch; code that must know what the
+# router itself sees (in-process tests) asks these views rather than a fresh one.
+_RUNNING: weakref.WeakSet[LivenessView] = weakref.WeakSet()
+
+
+def running_views(topic: str) -> list[LivenessView]:
+    """The started views in this process that read heartbeats from ``topic``."""
+    return [v for v in list(_RUNNING) if v.topic == topic]
+
+
 class LivenessView:
     """The latest heartbeat of every worker, kept fresh by a background reader task."""
 
@@ -77,6 +89,10 @@ class LivenessView:
         self._latest: dict[str, Heartbeat] = {}
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
+
+    @property
+    def topic(self) -> str:
+        return self._settings.topics.heartbeats
 
     def observe(self, hb: Heartbeat) -> None:
         old = self._latest.get(hb.worker_id)
@@ -122,6 +138,7 @@ class LivenessView:
         )
         await consumer.start()
         self._task = asyncio.create_task(self._read(consumer), name="liveness-reader")
+        _RUNNING.add(self)
 
     async def _read(self, consumer) -> None:  # type: ignore[no-untyped-def]
         try:
@@ -137,6 +154,7 @@ class LivenessView:
             await consumer.stop()
 
     async def stop(self) -> None:
+        _RUNNING.discard(self)
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

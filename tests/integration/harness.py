@@ -13,7 +13,7 @@ from consumers.reader import Arrival, read_topic
 from deepfake_stream.settings import Settings
 from deepfake_stream.topics import ensure_topics
 from producers.client import DetectProducer
-from routing.liveness import LivenessView
+from routing.liveness import LivenessView, running_views
 
 Service = Callable[[asyncio.Event], Awaitable[object]]
 
@@ -40,6 +40,13 @@ async def running(*services: Service) -> AsyncIterator[list[asyncio.Event]]:
 async def wait_live(
     settings: Settings, backend: str, model_id: str | None = None, timeout: float = 60.0
 ) -> None:
+    """Until ``backend`` (serving ``model_id``) is live, as every view sees it.
+
+    First a fresh view (services may run in other processes), then each view the in-process
+    services started: their readers fetch on their own schedules, so the router may see a
+    worker a fetch after this test does, and an item published in that gap would be routed
+    as if the worker were not there.
+    """
     await ensure_topics(settings)
     view = LivenessView(settings)
     await view.start()
@@ -49,6 +56,22 @@ async def wait_live(
                 await view.wait_changed(0.5)
     finally:
         await view.stop()
+    await _until_services_see(settings, lambda v: v.alive(backend, model_id), timeout)
+
+
+async def wait_not_live(
+    settings: Settings, backend: str, model_id: str | None = None, timeout: float = 60.0
+) -> None:
+    """Until no in-process service's view counts ``backend`` (serving ``model_id``) live."""
+    await _until_services_see(settings, lambda v: not v.alive(backend, model_id), timeout)
+
+
+async def _until_services_see(
+    settings: Settings, condition: Callable[[LivenessView], bool], timeout: float
+) -> None:
+    async with asyncio.timeout(timeout):
+        while not all(condition(v) for v in running_views(settings.topics.heartbeats)):
+            await asyncio.sleep(0.05)
 
 
 async def publish(settings: Settings, docs: Iterable[dict | bytes]) -> None:
