@@ -33,6 +33,9 @@ class DetectorSpec:
     device: str = "cpu"
     options: dict[str, Any] = field(default_factory=dict)
     """Kind-specific options from the registry (token limits, layers, ...)."""
+    members: tuple[DetectorSpec, ...] = ()
+    """For composite kinds (``options.members``): the members' specs, resolved in the same
+    registry as this one, so ``--models-config`` governs the members too."""
 
 
 @runtime_checkable

@@ -1,7 +1,8 @@
 """Stacking: tiny-tfidf, small-perplexity and medium-embedding combined by learned weights.
 
-The members are ordinary registered models, built with :func:`models.kinds.build_detector`
-from the same registry as every worker. A logistic regression on their logits (fitted on
+The members are ordinary registered models, resolved by the registry that holds the ensemble
+(:attr:`models.base.DetectorSpec.members`) and built with
+:func:`models.kinds.build_detector`. A logistic regression on their logits (fitted on
 out-of-fold predictions of the train split, see :mod:`models.ensemble_train`) combines
 them. The manifest records the member versions it was fitted against; a member retrained
 since then still loads, with a warning, because its weights may now be stale.
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
@@ -29,23 +29,6 @@ DEFAULT_MEMBERS = ["tiny-tfidf", "small-perplexity", "medium-embedding"]
 def logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
     return np.log(p) - np.log1p(-p)
-
-
-def member_specs(options: dict[str, Any], device: str) -> list[DetectorSpec]:
-    """The members' specs from the registry (``MODELS_CONFIG``, else the shipped one)."""
-    from deepfake_stream.settings import ModelSettings
-    from routing.registry import load_registry
-
-    settings = ModelSettings()
-    registry = load_registry(settings.config, default_model=settings.default)
-    ids = list(options.get("members", DEFAULT_MEMBERS))
-    specs = []
-    for model_id in ids:
-        config = registry.resolve(model_id)
-        if config.kind == "ensemble":
-            raise ConfigError(f"ensemble member {model_id!r} is itself an ensemble")
-        specs.append(config.spec(device))
-    return specs
 
 
 class EnsembleDetector:
@@ -70,7 +53,12 @@ class EnsembleDetector:
             raise ModelUnavailable(f"{self.spec.model_id}: no artifact configured")
         manifest = await asyncio.to_thread(load_verified, self.spec.artifact)
         head = LogisticHead.from_json(manifest.read_json(HEAD_FILE))
-        specs = member_specs(self.spec.options, self.spec.device)
+        specs = list(self.spec.members)
+        if not specs:
+            raise ConfigError(
+                f"{self.spec.model_id}: no members resolved; list them in options.members of "
+                "its registry entry and build its spec from that registry"
+            )
         if [s.model_id for s in specs] != head.features:
             raise ConfigError(
                 f"{self.spec.model_id}: registry members {[s.model_id for s in specs]} differ "

@@ -30,14 +30,6 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def _registry() -> Any:
-    from deepfake_stream.settings import ModelSettings
-    from routing.registry import load_registry
-
-    settings = ModelSettings()
-    return load_registry(settings.config, default_model=settings.default)
-
-
 def _fixed_options(config: Any, manifest: Any) -> dict[str, Any]:
     """The member's registry options plus the hyper-parameters its artifact settled on."""
     chosen = manifest.extra.get("training", {})
@@ -85,8 +77,15 @@ def _artifact_scorer(config: Any, manifest: Any) -> Callable[[Sequence[str]], np
 
 
 def train(
-    examples: Sequence[Example], *, options: dict[str, Any], seed: int, progress: bool
+    examples: Sequence[Example],
+    *,
+    options: dict[str, Any],
+    seed: int,
+    progress: bool,
+    registry: Any = None,
 ) -> TrainedModel:
+    """``registry``: where the members are resolved (the one the ensemble came from; without
+    it, the shipped registry)."""
     from models.artifacts import artifact_dir, load_verified
 
     opts = {**DEFAULTS, **options}
@@ -97,7 +96,10 @@ def train(
     # its own max_train_texts rule, widened to the stacking rows (_member_limit), allows.
     examples = training_subset(everything, opts["max_train_texts"], seed)
     rows = {id(e): i for i, e in enumerate(examples)}
-    registry = _registry()
+    if registry is None:
+        from routing.registry import load_registry
+
+        registry = load_registry()
     configs = [registry.resolve(m) for m in opts["members"]]
     manifests = [load_verified(artifact_dir(c.artifact or c.model_id)) for c in configs]
     y = np.array([e.label for e in examples])

@@ -44,6 +44,9 @@ class TrainedModel:
 
 
 class Trainer(Protocol):
+    """Trains one kind. Composite kinds (registry entries with ``members``) are also given
+    ``registry=``, the registry their members are resolved in."""
+
     def __call__(
         self, examples: Sequence[Example], *, options: dict[str, Any], seed: int, progress: bool
     ) -> TrainedModel: ...
@@ -121,7 +124,10 @@ def train(
     trainer = _trainer(config.model_id, config.kind)
     data_path = Path(data_path)
     train_set, test_set = split(load_labelled(data_path), TEST_FRACTION, seed)
-    trained = trainer(train_set, options=dict(config.options), seed=seed, progress=progress)
+    composite: dict[str, Any] = {"registry": registry} if config.members else {}
+    trained = trainer(
+        train_set, options=dict(config.options), seed=seed, progress=progress, **composite
+    )
     scores, per_s = score_texts(
         trained.scorer, [e.text for e in test_set], progress=progress, desc="held-out"
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,6 +52,8 @@ class ModelConfig:
     """Preferred backend first, then fallbacks."""
     max_batch_size: int | None
     options: dict[str, Any] = field(default_factory=dict)
+    members: tuple[ModelConfig, ...] = ()
+    """Composite models (``options.members``): the member entries of this same registry."""
 
     def spec(self, device: str = "cpu") -> DetectorSpec:
         return DetectorSpec(
@@ -61,6 +63,7 @@ class ModelConfig:
             artifact=self.artifact,
             device=device,
             options=dict(self.options),
+            members=tuple(m.spec(device) for m in self.members),
         )
 
 
@@ -103,12 +106,39 @@ def registry_from_dict(doc: dict[str, Any], *, default_model: str, source: str) 
             max_batch_size=entry.max_batch_size,
             options=entry.options,
         )
+    models = {m: _with_members(c, models, source) for m, c in models.items()}
     if default_model not in models:
         raise ConfigError(
             f"{source}: default model {default_model!r} is not registered "
             f"(set MODELS_DEFAULT to one of {sorted(models)})"
         )
     return Registry(models=models, default_model=default_model)
+
+
+def _with_members(config: ModelConfig, models: dict[str, ModelConfig], source: str) -> ModelConfig:
+    """Resolve ``options.members`` here, once, so a bad member fails at load, not mid-stream."""
+    ids = config.options.get("members")
+    if ids is None:
+        return config
+    if not isinstance(ids, list) or not ids or not all(isinstance(m, str) for m in ids):
+        raise ConfigError(
+            f"{source}: model {config.model_id!r}: options.members must be a non-empty list "
+            "of registered model ids"
+        )
+    members = []
+    for member_id in ids:
+        member = models.get(member_id)
+        if member is None:
+            raise ConfigError(
+                f"{source}: model {config.model_id!r}: member {member_id!r} is not registered; "
+                f"registered: {sorted(models)}"
+            )
+        if "members" in member.options:
+            raise ConfigError(
+                f"{source}: model {config.model_id!r}: member {member_id!r} is itself an ensemble"
+            )
+        members.append(member)
+    return replace(config, members=tuple(members))
 
 
 def load_registry(path: Path | None = None, *, default_model: str = "tiny-tfidf") -> Registry:

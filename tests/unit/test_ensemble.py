@@ -3,6 +3,7 @@ MiniLM), plus the stacking arithmetic and member checks on doubles (fast)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,10 @@ import yaml
 
 from deepfake_stream.errors import ConfigError
 from models.base import Detector
-from models.ensemble import logit, member_specs
+from models.ensemble import logit
 from models.heads import LogisticHead
 from models.kinds import build_detector
-from routing.registry import load_registry
+from routing.registry import load_registry, registry_from_dict
 from tests.detector_contract import DetectorContract
 
 
@@ -51,22 +52,44 @@ def test_stacker_head_round_trips_through_json() -> None:
     assert again.extra == {"members": ["a"]}
 
 
-def test_members_come_from_the_registry_in_models_config(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    doc = {
+def _doc(**ensemble_options: object) -> dict:
+    return {
         "models": {
             "tiny-tfidf": {"kind": "tfidf", "size": "tiny", "version": "1", "artifact": "x"},
-            "e": {"kind": "ensemble", "size": "large", "version": "1", "options": {}},
+            "e": {"kind": "ensemble", "size": "large", "version": "1", "options": ensemble_options},
         }
     }
+
+
+def test_members_are_resolved_in_the_registry_that_holds_the_ensemble(tmp_path: Path) -> None:
+    # A registry given by path (--models-config), not the environment: the members' specs
+    # come from it, on the ensemble's device.
     path = tmp_path / "models.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    monkeypatch.setenv("MODELS_CONFIG", str(path))
-    (spec,) = member_specs({"members": ["tiny-tfidf"]}, "cpu")
-    assert spec.model_id == "tiny-tfidf" and spec.kind == "tfidf" and spec.device == "cpu"
-    with pytest.raises(ConfigError, match="itself an ensemble"):
-        member_specs({"members": ["e"]}, "cpu")
+    path.write_text(yaml.safe_dump(_doc(members=["tiny-tfidf"])))
+    (member,) = load_registry(path).resolve("e").spec("cuda").members
+    assert (member.model_id, member.kind, member.artifact) == ("tiny-tfidf", "tfidf", "x")
+    assert member.device == "cuda"
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        (["nope"], "member 'nope' is not registered"),
+        (["e"], "itself an ensemble"),
+        ([], "non-empty list"),
+        ("tiny-tfidf", "non-empty list"),
+    ],
+)
+def test_bad_members_fail_when_the_registry_loads(members: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        registry_from_dict(_doc(members=members), default_model="tiny-tfidf", source="t")
+
+
+async def test_an_ensemble_spec_without_members_says_how_to_fix_it() -> None:
+    spec = load_registry().resolve("large-ensemble").spec()
+    detector = build_detector(replace(spec, members=()))
+    with pytest.raises(ConfigError, match=r"options\.members"):
+        await detector.load()
 
 
 def test_members_refit_on_their_own_subset_widened_to_the_stacking_rows() -> None:
