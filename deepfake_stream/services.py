@@ -27,7 +27,7 @@ from deepfake_stream.settings import Settings
 from deepfake_stream.telemetry import setup_telemetry, shutdown_telemetry
 from deepfake_stream.topics import ensure_topics
 from models.base import Detector
-from models.kinds import build_detector
+from models.shared import SHARED
 from routing.liveness import HeartbeatPublisher, LivenessView
 from routing.registry import Registry, load_registry
 from routing.router import Router
@@ -148,8 +148,7 @@ async def load_detectors(
             continue
         started = time.perf_counter()
         try:
-            detector = build_detector(config.spec(device))
-            await detector.load()
+            detector = await SHARED.acquire(config.spec(device))
         except Exception as exc:
             log.error(
                 "model %s failed to load on %s (%s: %s); it is routed around",
@@ -196,7 +195,7 @@ async def serve_worker(
         for d in detectors.values():
             if not d.ready:  # injected detectors (tests) may arrive unloaded
                 await d.load()
-            stack.push_async_callback(d.unload)
+            stack.push_async_callback(SHARED.release, d)
         if not detectors:
             raise ConfigError(f"no model could be loaded for backend {backend}; see the log above")
         view = await stack.enter_async_context(liveness_view(settings))

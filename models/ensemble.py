@@ -19,6 +19,7 @@ import numpy as np
 from deepfake_stream.errors import ConfigError, ModelError, ModelUnavailable
 from models.base import Detector, DetectorSpec, Score
 from models.heads import LogisticHead
+from models.shared import SHARED
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,6 @@ class EnsembleDetector:
 
     async def load(self) -> None:
         from models.artifacts import load_verified
-        from models.kinds import build_detector
 
         if not self.spec.artifact:
             raise ModelUnavailable(f"{self.spec.model_id}: no artifact configured")
@@ -64,12 +64,13 @@ class EnsembleDetector:
                 f"{self.spec.model_id}: registry members {[s.model_id for s in specs]} differ "
                 f"from the trained ones {head.features}; retrain the ensemble"
             )
-        members = [build_detector(s) for s in specs]
+        # Shared: a worker that also serves the members holds one copy of each, not two.
+        members: list[Detector] = []
         try:
-            for member in members:  # one at a time: each loads off the loop already
-                await member.load()
+            for spec in specs:  # one at a time: each loads off the loop already
+                members.append(await SHARED.acquire(spec))
         except BaseException:
-            await asyncio.gather(*(m.unload() for m in members), return_exceptions=True)
+            await asyncio.gather(*(SHARED.release(m) for m in members), return_exceptions=True)
             raise
         trained = head.extra.get("member_versions", {})
         for m in members:
@@ -110,4 +111,4 @@ class EnsembleDetector:
     async def unload(self) -> None:
         self.ready = False
         members, self._members, self._head = self._members, [], None
-        await asyncio.gather(*(m.unload() for m in members), return_exceptions=True)
+        await asyncio.gather(*(SHARED.release(m) for m in members), return_exceptions=True)
