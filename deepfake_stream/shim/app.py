@@ -428,7 +428,7 @@ async def _detect_traced(
         verdict = verdicts[i]
         answer = verdict.model_dump(mode="json")
         if body.detailed:
-            sentences = await state.scorer.sentences(plan.item.text, plan.config)
+            sentences = await state.scorer.sentences(plan.item.text, plan.config, trace)
             answer["sentences"] = [s.model_dump() for s in sentences]
         how = "stream" if via == "stream" or plan.via_stream else "inprocess"
         metrics.VERDICTS.labels(verdict.model_id, how, verdict.label).inc()

@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from opentelemetry.trace import SpanKind
+
 from consumers.isolate import Outcome, score_isolating
 from consumers.worker import build_verdict
 from deepfake_stream.errors import InvalidInput, UnknownModel
@@ -29,6 +31,7 @@ from deepfake_stream.settings import Settings
 from deepfake_stream.shim import metrics
 from deepfake_stream.shim.errors import ApiError
 from deepfake_stream.shim.sentences import sentence_spans
+from deepfake_stream.tracing import fail_span, start_hop_span
 from models.base import Detector
 from models.kinds import build_detector
 from routing.decide import candidates, choose_route
@@ -164,17 +167,45 @@ class InProcessScorer:
             item=item, config=config, target=local[0], chain=order[at + 1 :], via_stream=False
         )
 
-    async def _predict(self, config: ModelConfig, texts: Sequence[str]) -> list[Outcome]:
+    async def _predict(
+        self, config: ModelConfig, texts: Sequence[str], trace: dict[str, str] | None = None
+    ) -> list[Outcome]:
+        """Scores in batches of the model's cap. Each batch is an ``infer <model>`` span in
+        the request's trace (``trace``: the shim span's carrier), as a worker's batch is."""
         detector = await self.detector_for(config)
         cap = config.max_batch_size or len(texts) or 1
         loop = asyncio.get_running_loop()
         outcomes: list[Outcome] = []
         for start in range(0, len(texts), cap):
-            started = time.perf_counter()
-            outcomes += await loop.run_in_executor(
-                self._executor, score_isolating, detector, list(texts[start : start + cap])
+            chunk = list(texts[start : start + cap])
+            span = start_hop_span(
+                f"infer {config.model_id}",
+                trace,
+                kind=SpanKind.INTERNAL,
+                attributes={
+                    "deepfake.stage": "shim",
+                    "deepfake.model_id": config.model_id,
+                    "deepfake.model_version": detector.version,
+                    "deepfake.batch_size": len(chunk),
+                },
             )
-            metrics.INFERENCE_SECONDS.labels(config.model_id).observe(time.perf_counter() - started)
+            started = time.perf_counter()
+            try:
+                scored = await loop.run_in_executor(
+                    self._executor, score_isolating, detector, chunk
+                )
+                failed = [o.error for o in scored if o.score is None]
+                if failed:
+                    fail_span(span, "model_error", failed[0])
+            except BaseException as exc:
+                fail_span(span, "model_error", exc)
+                raise
+            finally:
+                span.end()
+                metrics.INFERENCE_SECONDS.labels(config.model_id).observe(
+                    time.perf_counter() - started
+                )
+            outcomes += scored
         for outcome in outcomes:
             if outcome.score is None:
                 err = outcome.error
@@ -192,7 +223,7 @@ class InProcessScorer:
             return []
         config = plans[0].config
         detector = await self.detector_for(config)
-        outcomes = await self._predict(config, [p.item.text for p in plans])
+        outcomes = await self._predict(config, [p.item.text for p in plans], trace)
         verdicts = []
         for plan, outcome in zip(plans, outcomes, strict=True):
             routed = RoutedItem.first_hop(
@@ -215,12 +246,14 @@ class InProcessScorer:
             )
         return verdicts
 
-    async def sentences(self, text: str, config: ModelConfig) -> list[SentenceScore]:
+    async def sentences(
+        self, text: str, config: ModelConfig, trace: dict[str, str] | None = None
+    ) -> list[SentenceScore]:
         """Each sentence of ``text`` scored on its own, with its character span."""
         spans = sentence_spans(text)
         if not spans:
             return []
-        outcomes = await self._predict(config, [text[a:b] for a, b in spans])
+        outcomes = await self._predict(config, [text[a:b] for a, b in spans], trace)
         out = []
         for (a, b), outcome in zip(spans, outcomes, strict=True):
             score = float(outcome.score.score)  # type: ignore[union-attr]

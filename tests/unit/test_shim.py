@@ -389,3 +389,26 @@ def test_shim_refuses_a_public_address_without_keys() -> None:
     assert out.returncode == 2
     assert "DETECT_API_KEYS" in out.stderr and "0.0.0.0" in out.stderr
     assert time.monotonic() - started < 15
+
+
+def test_in_process_inference_is_a_span_in_the_request_trace(client: TestClient) -> None:
+    """A worker's batch is an ``infer`` span; the shim's in-process batch is one too, a child
+    of the request's span, so a slow answer shows where its time went."""
+    from tests.otel_memory import memory_exporter, spans_of_trace
+
+    memory_exporter()
+    trace_id = "5e" * 16
+    headers = {"traceparent": f"00-{trace_id}-{'7a' * 8}-01"}
+    body = {"items": [{"text": t} for t in ("one text here", "and a second", "a third one")]}
+    body["items"][0]["detailed"] = True
+    r = client.post("/v1/detect/batch", json=body, headers=headers)
+    assert r.status_code == 200, r.text
+    spans = spans_of_trace(int(trace_id, 16))
+    (shim,) = [s for s in spans if s.name == "shim /v1/detect/batch"]
+    infer = [s for s in spans if s.name == "infer tiny-tfidf"]
+    assert [s.attributes["deepfake.batch_size"] for s in infer] == [3, 1]  # items, sentences
+    for span in infer:
+        assert span.parent is not None and span.parent.span_id == shim.context.span_id
+        assert span.attributes["deepfake.stage"] == "shim"
+        assert VERSION.match(str(span.attributes["deepfake.model_version"]))
+        assert span.start_time >= shim.start_time and span.end_time <= shim.end_time
