@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.errors import IllegalStateError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from deepfake_stream.metrics import observe_batch
@@ -264,10 +265,17 @@ class StageRunner:
                     first[tp],
                 )
                 committed = first[tp]
-            if committed is None:
-                await self.consumer.seek_to_beginning(tp)  # nothing committed: from the start
-            else:
-                self.consumer.seek(tp, committed)
+            # The await above may have let another rebalance take the partition away; its new
+            # owner reads from the committed offset, which is all this seek would have done.
+            if tp not in self.consumer.assignment():
+                continue
+            try:
+                if committed is None:
+                    await self.consumer.seek_to_beginning(tp)  # nothing committed: the start
+                else:
+                    self.consumer.seek(tp, committed)
+            except IllegalStateError:
+                log.info("%s/%d was revoked while re-reading; its new owner resumes it", *tp)
 
     def _rewind(self, records: Sequence[ConsumerRecord]) -> None:
         first: dict[TopicPartition, int] = {}

@@ -85,7 +85,14 @@ async def test_sigterm_rolling_restart_of_every_service_loses_and_duplicates_not
                 took[role] = round(await _restart(up, needle, role, http_port), 1)
             restarted.set()
             await publishing
-            assert await watch.wait(lambda o: all(i in o.verdicts for i in ids), timeout=180)
+            if not await watch.wait(lambda o: all(i in o.verdicts for i in ids), timeout=180):
+                missing = [i for i in ids if i not in watch.out.verdicts]
+                dead = {key: h.get("dlq.reason") for _, h, key in watch.out.dead}
+                pytest.fail(
+                    f"{len(missing)} of {len(ids)} items without a verdict after 180 s, e.g. "
+                    f"{missing[:5]}; dead-lettered: {[(i, dead.get(i)) for i in missing[:5]]}\n"
+                    f"{up.log()[-6000:]}"
+                )
             await asyncio.sleep(3)  # late duplicates, if any, arrive now
             elapsed = time.monotonic() - started
         items, lost, dups = accounting(watch.out, ids)

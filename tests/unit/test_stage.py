@@ -282,3 +282,27 @@ async def test_collect_with_nothing_waits_one_poll() -> None:
     records, took = await _timed(runner.collect)
     assert records == []
     assert took < 0.5  # poll_ms, not max_wait_ms
+
+
+async def test_dropping_a_stale_batch_skips_partitions_revoked_meanwhile() -> None:
+    """A second rebalance during the committed-offset lookup takes a partition away: seeking
+    it would raise IllegalStateError and kill the worker (seen under a rolling restart)."""
+    from aiokafka.errors import IllegalStateError
+
+    runner, consumer, _, _ = make_runner()
+    owned = {TP0, TP1}
+
+    async def committed(tp: TopicPartition) -> int:
+        owned.discard(TP1)  # revoked while we wait for the broker
+        return 5 if tp == TP0 else 7
+
+    def seek(tp: TopicPartition, offset: int) -> None:
+        if tp not in owned:
+            raise IllegalStateError(f"No current assignment for partition {tp}")
+        consumer.seeks.append((tp, offset))
+
+    consumer.assignment = lambda: set(owned)  # type: ignore[method-assign]
+    consumer.committed = committed  # type: ignore[attr-defined]
+    consumer.seek = seek  # type: ignore[method-assign]
+    await runner._drop_stale([record(0, 6), record(1, 8)])
+    assert consumer.seeks == [(TP0, 5)]
