@@ -243,10 +243,7 @@ class StageRunner:
         return offsets
 
     async def _drop_stale(self, records: Sequence[ConsumerRecord]) -> None:
-        first: dict[TopicPartition, int] = {}
-        for r in records:
-            tp = TopicPartition(r.topic, r.partition)
-            first[tp] = min(first.get(tp, r.offset), r.offset)
+        first = _first_offsets(records)
         assigned = self.consumer.assignment()
         log.info(
             "dropping %d records fetched before a rebalance; re-reading from committed offsets",
@@ -265,10 +262,8 @@ class StageRunner:
                     first[tp],
                 )
                 committed = first[tp]
-            # The await above may have let another rebalance take the partition away; its new
-            # owner reads from the committed offset, which is all this seek would have done.
-            if tp not in self.consumer.assignment():
-                continue
+            # The await above may have let another rebalance take the partition away (the seek
+            # then raises); its new owner reads from the committed offset, all we would do.
             try:
                 if committed is None:
                     await self.consumer.seek_to_beginning(tp)  # nothing committed: the start
@@ -278,11 +273,17 @@ class StageRunner:
                 log.info("%s/%d was revoked while re-reading; its new owner resumes it", *tp)
 
     def _rewind(self, records: Sequence[ConsumerRecord]) -> None:
-        first: dict[TopicPartition, int] = {}
-        for r in records:
-            tp = TopicPartition(r.topic, r.partition)
-            first[tp] = min(first.get(tp, r.offset), r.offset)
+        first = _first_offsets(records)
         assigned = self.consumer.assignment()
         for tp, offset in first.items():
             if tp in assigned:
                 self.consumer.seek(tp, offset)
+
+
+def _first_offsets(records: Sequence[ConsumerRecord]) -> dict[TopicPartition, int]:
+    """The lowest offset of ``records`` in each partition: where re-reading them starts."""
+    first: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = TopicPartition(r.topic, r.partition)
+        first[tp] = min(first.get(tp, r.offset), r.offset)
+    return first
