@@ -389,5 +389,6 @@ class Worker:
             error=error,
             attempts=attempts,  # type: ignore[arg-type]
             context=context,
+            max_bytes=self.settings.kafka.max_request_bytes,
         )
         result.out.append(with_trace(letter, carrier_of(span, received)))

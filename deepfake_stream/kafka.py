@@ -13,6 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.helpers import create_ssl_context
 
+from deepfake_stream.kafka_records import install as install_tolerant_records
 from deepfake_stream.settings import Settings
 
 
@@ -65,6 +66,8 @@ def make_consumer(
         "fetch_max_wait_ms": k.fetch_max_wait_ms,
     }
     options.update(extra)
+    # A header key that is not UTF-8 must not make getmany() raise (see kafka_records).
+    install_tolerant_records()
     return AIOKafkaConsumer(*topics, **client_kwargs(settings, role=role), **options)
 
 

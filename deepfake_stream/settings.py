@@ -11,11 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Backend = Literal["cpu", "gpu", "modal"]
 BACKENDS: tuple[Backend, ...] = ("cpu", "gpu", "modal")
+
+ROUTING_HEADROOM_BYTES = 65_536
+"""Room a routed item (envelope, trace context, headers) needs beyond its input's bytes."""
 
 _FROZEN = {"frozen": True, "extra": "ignore", "use_attribute_docstrings": True}
 
@@ -222,6 +225,20 @@ class Settings(BaseModel):
     models: ModelSettings = Field(default_factory=ModelSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+
+    @model_validator(mode="after")
+    def _inputs_fit_the_broker(self) -> Settings:
+        # An accepted input becomes a routed item (plus envelope and headers) that must still
+        # be producible; an input the producer could never forward would fail its batch for
+        # ever. The broker's topics use max.message.bytes = KAFKA_MAX_REQUEST_BYTES.
+        room = self.kafka.max_request_bytes - ROUTING_HEADROOM_BYTES
+        if self.limits.max_message_bytes > room:
+            raise ValueError(
+                f"MAX_MESSAGE_BYTES ({self.limits.max_message_bytes}) must be at most "
+                f"KAFKA_MAX_REQUEST_BYTES - {ROUTING_HEADROOM_BYTES} ({room}): an accepted item "
+                "must still fit the broker once routed"
+            )
+        return self
 
 
 GROUPS: dict[str, type[BaseSettings]] = {

@@ -358,6 +358,7 @@ class Replayer:
             reason=reason,  # type: ignore[arg-type]
             stage="replay",
             error=error,
+            max_bytes=self.settings.kafka.max_request_bytes,
         )
 
     # -- detect.dlq: re-inject ----------------------------------------------------------------

@@ -137,6 +137,7 @@ class Router:
             stage="router",
             error=err,
             attempts=0,
+            max_bytes=self.settings.kafka.max_request_bytes,
         )
         result.out.append(with_trace(letter, carrier_of(span, received)))
 
