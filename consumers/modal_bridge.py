@@ -11,9 +11,10 @@ authentication, unknown app, lost connection, a crashed container) is a
 next live backend of each item's chain without splitting it. Failures feed a circuit
 breaker; while it is open the detector fails immediately and reports ``ready = False``, so
 the bridge's heartbeats stop advertising the model and the router sends new items straight
-to the next backend. Only a :class:`ModelError` raised by the remote detector itself for
-its input passes through unchanged: Modal answered, so the backend is healthy and the
-worker isolates the culprit as it does locally.
+to the next backend. A :class:`ModelError` raised by the remote detector is a failure too
+(the deployment may be broken for every input): it is not split into halves on Modal, which
+would cost 2n-1 remote calls per batch; the batch goes to the next backend, whose local
+isolation finds a real culprit.
 """
 
 from __future__ import annotations
@@ -198,9 +199,14 @@ class ModalDetector:
         except BackendUnavailable:
             self.breaker.record_failure()
             raise
-        except ModelError:
-            self.breaker.record_success()  # Modal answered: the input is at fault
-            raise
+        except ModelError as exc:
+            # The deployment failed on this batch. Passing the ModelError on would make the
+            # worker halve the batch to find a culprit: 2n-1 remote calls per batch when the
+            # deployment itself is broken, every one of them counted a success. It is one
+            # failed call: the whole batch goes to the next backend (where a real culprit is
+            # isolated locally), and enough of them open the circuit.
+            self.breaker.record_failure()
+            raise BackendUnavailable(f"Modal's detector failed on the batch: {exc}") from exc
         except concurrent.futures.TimeoutError:
             fut.cancel()
             self.breaker.record_failure()

@@ -174,6 +174,9 @@ class Worker:
                         time.perf_counter() - started
                     )
                     metrics.BATCH_SIZE.labels(self.backend, model_id).observe(len(chunk))
+                # A remote detector learns its version from its answers (the Modal bridge's
+                # first batch would otherwise carry the local spec's version).
+                self._versions[model_id] = detector.version
                 for (record, item), outcome in zip(chunk, outcomes, strict=True):
                     span = spans[id(record)]
                     if outcome.score is None:

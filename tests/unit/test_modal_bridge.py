@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from consumers.circuit_breaker import CircuitBreaker
+from consumers.isolate import score_isolating
 from consumers.modal_bridge import ModalDetector
 from deepfake_stream.errors import BackendUnavailable, ModelError
 from deepfake_stream.settings import ModalSettings
@@ -207,17 +208,25 @@ async def test_in_flight_bound_is_respected_and_large_batches_are_split() -> Non
     assert remote.max_in_flight == 3
 
 
-async def test_remote_model_error_is_item_level_and_does_not_trip_the_breaker() -> None:
-    async def poisoned(texts: list[str]):  # type: ignore[no-untyped-def]
-        raise ModelError("tokenizer choked on this text")
+async def test_remote_model_error_is_one_failed_call_and_trips_the_breaker() -> None:
+    """A broken deployment: each batch costs one remote call (no halving into 2n-1), the
+    batch is handed on whole, and the circuit opens after MODAL_BREAKER_FAILURES."""
+    calls: list[int] = []
 
-    breaker = CircuitBreaker(failures=1, cooldown_s=60)
+    async def poisoned(texts: list[str]):  # type: ignore[no-untyped-def]
+        calls.append(len(texts))
+        raise ModelError("the deployed detector fails on everything")
+
+    breaker = CircuitBreaker(failures=2, cooldown_s=60)
     d = ModalDetector(SPEC, settings(), connect=connect_to(poisoned), breaker=breaker)
     await d.load()
     try:
-        with pytest.raises(ModelError):
-            d.predict_batch(["a", "b"])
-        assert breaker.state == "closed" and d.ready
+        outcomes = score_isolating(d, [f"t{i}" for i in range(8)])
+        assert calls == [8]
+        assert all(isinstance(o.error, BackendUnavailable) for o in outcomes)
+        assert breaker.state == "closed"
+        score_isolating(d, ["a", "b"])
+        assert calls == [8, 2] and breaker.state == "open" and not d.ready
     finally:
         await d.unload()
 

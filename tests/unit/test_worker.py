@@ -357,3 +357,22 @@ async def test_culprit_alone_is_handed_on(settings: Settings, executor: ThreadPo
     handed = [o for o in result.out if o.topic == settings.topics.backend_cpu]
     assert [RoutedItem.model_validate_json(o.value).id for o in handed] == ["p3"]
     assert worker.scored == 5 and worker.handed_on == 1
+
+
+async def test_the_modal_bridges_first_batch_carries_the_remote_model_version(
+    settings: Settings, executor: ThreadPoolExecutor
+) -> None:
+    from consumers.modal_bridge import ModalDetector
+    from tests.modal_fakes import FakeRemote
+
+    spec = make_registry().models["m"].spec("remote")
+    detector = ModalDetector(spec, settings.modal, connect=FakeRemote().connect())
+    await detector.load()
+    try:
+        worker, _ = make_worker(settings, executor, detector, backend="modal")
+        assert detector.version == spec.version  # nothing asked of Modal yet
+        result = await worker.handle(records(routed("first", target="modal")))
+        [(_, verdict)] = verdicts(settings, result)
+        assert verdict.model_version == detector.version != spec.version
+    finally:
+        await detector.unload()
