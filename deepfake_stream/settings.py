@@ -178,6 +178,8 @@ class WorkerSettings(BaseSettings):
     """A backend with no announcement for this long is treated as dead by the router."""
     shutdown_grace_s: float = Field(20.0, gt=0)
     """How long a stopping service may take to drain before it is killed."""
+    liveness_retry_max_s: float = Field(5.0, gt=0)
+    """Longest back-off between reconnections of a failed heartbeat reader."""
 
 
 class ModelSettings(BaseSettings):

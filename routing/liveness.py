@@ -89,6 +89,8 @@ class LivenessView:
         self._latest: dict[str, Heartbeat] = {}
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
+        self.read_errors = 0
+        """Failed polls of the heartbeat topic (each one retried)."""
 
     @property
     def topic(self) -> str:
@@ -125,6 +127,11 @@ class LivenessView:
             await asyncio.wait_for(self._changed.wait(), timeout)
 
     async def start(self) -> None:
+        consumer = await self._open()
+        self._task = asyncio.create_task(self._read(consumer), name="liveness-reader")
+        _RUNNING.add(self)
+
+    async def _open(self):  # type: ignore[no-untyped-def]
         consumer = make_consumer(
             self._settings,
             self._settings.topics.heartbeats,
@@ -136,14 +143,41 @@ class LivenessView:
             # Heartbeats come seconds apart: a short fetch wait would only cost idle polls.
             fetch_max_wait_ms=500,
         )
-        await consumer.start()
-        self._task = asyncio.create_task(self._read(consumer), name="liveness-reader")
-        _RUNNING.add(self)
+        try:
+            await consumer.start()
+        except BaseException:
+            await _stop_quietly(consumer)
+            raise
+        return consumer
 
     async def _read(self, consumer) -> None:  # type: ignore[no-untyped-def]
+        """Reads until cancelled. A failed poll must not end it (every backend would then
+        look dead once the TTLs ran out): the consumer is replaced, with a back-off bounded
+        by ``WORKER_LIVENESS_RETRY_MAX_S``; re-reading from the earliest heartbeat is
+        harmless, the latest per worker wins."""
+        backoff = 0.1
         try:
             while True:
-                batches = await consumer.getmany(timeout_ms=500)
+                try:
+                    if consumer is None:
+                        consumer = await self._open()
+                        log.info("liveness reader reconnected")
+                    batches = await consumer.getmany(timeout_ms=500)
+                except Exception as exc:
+                    self.read_errors += 1
+                    log.warning(
+                        "liveness reader failed (%s: %s); reconnecting in %.1fs",
+                        type(exc).__name__,
+                        exc,
+                        backoff,
+                    )
+                    if consumer is not None:
+                        await _stop_quietly(consumer)
+                        consumer = None
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self._settings.worker.liveness_retry_max_s)
+                    continue
+                backoff = 0.1
                 for records in batches.values():
                     for record in records:
                         try:
@@ -151,7 +185,8 @@ class LivenessView:
                         except (ValueError, KeyError, TypeError):
                             log.warning("ignoring malformed heartbeat at offset %s", record.offset)
         finally:
-            await consumer.stop()
+            if consumer is not None:
+                await _stop_quietly(consumer)
 
     async def stop(self) -> None:
         _RUNNING.discard(self)
@@ -159,6 +194,13 @@ class LivenessView:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+
+
+async def _stop_quietly(consumer) -> None:  # type: ignore[no-untyped-def]
+    try:
+        await consumer.stop()
+    except Exception as exc:  # already broken: nothing more to release
+        log.debug("stopping the liveness consumer failed (%s: %s)", type(exc).__name__, exc)
 
 
 class HeartbeatPublisher:
