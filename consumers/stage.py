@@ -5,6 +5,15 @@ for it was acknowledged by the broker (producers use ``acks="all"``). When produ
 the batch is re-read from its first offsets, never skipped. A rebalance waits for the batch
 in flight (the revoke callback takes the same lock), so a partition changes hands only
 between batches and its new owner starts at the committed offset.
+
+Failures are bounded. A Kafka error that says the broker is unreachable or busy is retried
+with back-off for as long as it lasts (the items are fine; dead-lettering them would need
+the same broker). Any other failure (the handler raising, an output the broker can never
+take, a batch running past ``batch_timeout_s``) counts against the batch: after
+``max_attempts`` the batch is split in halves, each retried the same way, down to the one
+record that keeps failing, which is dead-lettered (``model_error``) through the handler's
+``poisoned``. While a batch keeps failing the stage reports itself unhealthy (a worker then
+stops advertising its models, so the router routes around it) until a batch succeeds.
 """
 
 from __future__ import annotations
@@ -17,7 +26,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
-from aiokafka.errors import IllegalStateError
+from aiokafka.errors import (
+    IllegalStateError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+)
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from deepfake_stream.metrics import observe_batch
@@ -45,6 +59,22 @@ class BatchResult:
 
 class Handler(Protocol):
     async def handle(self, records: Sequence[ConsumerRecord]) -> BatchResult: ...
+
+    def poisoned(self, record: ConsumerRecord, error: BaseException) -> Outgoing:
+        """The dead letter (``model_error``) of a record that failed every attempt."""
+        ...
+
+
+class _BatchFailed(Exception):
+    """A batch failed for a reason that may lie in its records (counted, then split)."""
+
+
+def _transient(exc: BaseException) -> bool:
+    """The broker is unreachable or busy: retry without counting it against the records.
+    An output too large for the broker is the records' fault, whatever Kafka calls it."""
+    if isinstance(exc, MessageSizeTooLargeError | RecordTooLargeError):
+        return False
+    return isinstance(exc, KafkaError)
 
 
 class _DrainOnRevoke(ConsumerRebalanceListener):
@@ -83,6 +113,16 @@ class StageRunner:
     processed: int = 0
     stage: str = "stage"
     """Names this stage in metrics (router, cpu, gpu, modal)."""
+    max_attempts: int = 3
+    """Failed attempts of a batch (or a half of one) before it is split
+    (WORKER_MAX_BATCH_ATTEMPTS)."""
+    batch_timeout_s: float = 600.0
+    """Longest one batch may run before it counts as failed (WORKER_BATCH_TIMEOUT_S)."""
+    healthy: bool = True
+    """False from a batch's failure until a batch succeeds (see the module docstring)."""
+    dead_lettered: int = 0
+    """Records dead-lettered after failing every attempt."""
+    _failing: tuple[frozenset[tuple[TopicPartition, int]], int] | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _listener: _DrainOnRevoke | None = None
 
@@ -147,26 +187,136 @@ class StageRunner:
                     continue
                 keepalive = asyncio.create_task(self._stay_in_group())
                 try:
-                    result = await self._process(records)
-                    backoff = 0.1
-                except Exception as exc:
-                    log.error(
-                        "batch of %d failed (%s: %s); re-reading it in %.1fs",
-                        len(records),
-                        type(exc).__name__,
-                        exc,
-                        backoff,
-                    )
-                    self._rewind(records)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
-                    continue
+                    result = await self._attempt(records)
                 finally:
                     keepalive.cancel()
                     await asyncio.gather(keepalive, return_exceptions=True)
+                if result is None:  # failed: rewound, to be re-read after the back-off
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                backoff = 0.1
             if result.hold:
                 await asyncio.sleep(0.5)  # back-pressure: the held items are re-read shortly
         return self.processed
+
+    async def _attempt(self, records: list[ConsumerRecord]) -> BatchResult | None:
+        """Process ``records``; None when it failed (everything not committed is rewound)."""
+        try:
+            result = await self._bounded(records)
+        except Exception as exc:
+            if _transient(exc):
+                log.error(
+                    "batch of %d failed (%s: %s); re-reading it",
+                    len(records),
+                    type(exc).__name__,
+                    exc,
+                )
+                self._rewind(records)
+                return None
+            key = frozenset(_first_offsets(records).items())
+            failures = self._failing[1] + 1 if self._failing and self._failing[0] == key else 1
+            self._failing = (key, failures)
+            self.healthy = False
+            cause = exc.__cause__ if isinstance(exc, _BatchFailed) else exc
+            log.error(
+                "batch of %d failed (%s: %s), attempt %d of %d",
+                len(records),
+                type(cause).__name__,
+                cause,
+                failures,
+                self.max_attempts,
+            )
+            if failures < self.max_attempts:
+                self._rewind(records)
+                return None
+            self._failing = None
+            done: dict[TopicPartition, int] = {}
+            if not await self._isolate(records, cause or exc, done):
+                self._rewind([r for r in records if r.offset >= done.get(_tp(r), 0)])
+                return None
+            result = BatchResult()
+        self._failing = None
+        self.healthy = True
+        return result
+
+    async def _bounded(self, records: list[ConsumerRecord]) -> BatchResult:
+        """``_process`` under the batch ceiling; a failure that may lie in the records is
+        raised as :class:`_BatchFailed`, a transient one as itself."""
+        try:
+            async with asyncio.timeout(self.batch_timeout_s):
+                return await self._process(records)
+        except TimeoutError as exc:
+            raise _BatchFailed(f"batch ran past {self.batch_timeout_s:g}s") from exc
+        except Exception as exc:
+            if _transient(exc):
+                raise
+            raise _BatchFailed(str(exc)) from exc
+
+    async def _isolate(
+        self,
+        records: list[ConsumerRecord],
+        error: BaseException,
+        done: dict[TopicPartition, int],
+    ) -> bool:
+        """Split a batch that failed every attempt until its culprit(s) are alone, and
+        dead-letter those. The halves run in order, so each partition's commits only move
+        forward; ``done`` collects, per partition, the next offset not yet handled. False
+        when it stopped early (a transient failure, or a hold): the caller re-reads the rest.
+        """
+        if len(records) == 1:
+            if not await self._dead_letter(records[0], error):
+                return False
+            done[_tp(records[0])] = records[0].offset + 1
+            return True
+        mid = len(records) // 2
+        for half in (records[:mid], records[mid:]):
+            for _ in range(self.max_attempts):
+                try:
+                    result = await self._bounded(half)
+                except _BatchFailed as exc:
+                    error = exc.__cause__ or exc
+                    continue
+                except Exception:  # transient
+                    return False
+                for r in half:
+                    done[_tp(r)] = max(done.get(_tp(r), 0), r.offset + 1)
+                done.update(result.hold)
+                if result.hold:
+                    return False
+                break
+            else:
+                if not await self._isolate(half, error, done):
+                    return False
+        return True
+
+    async def _dead_letter(self, record: ConsumerRecord, error: BaseException) -> bool:
+        poisoned = getattr(self.handler, "poisoned", None)
+        if poisoned is None:  # a handler that cannot dead-letter: keep re-reading it
+            return False
+        letter: Outgoing = poisoned(record, error)
+        log.error(
+            "offset %d of %s/%d failed %d attempts (%s: %s); dead-lettered as model_error",
+            record.offset,
+            record.topic,
+            record.partition,
+            self.max_attempts,
+            type(error).__name__,
+            error,
+        )
+        try:
+            ack = await self.producer.send(
+                letter.topic, letter.value, key=letter.key, headers=letter.headers
+            )
+            await ack
+            if _tp(record) in self.consumer.assignment():
+                await self.consumer.commit({_tp(record): record.offset + 1})
+        except Exception as exc:
+            log.error("dead-lettering failed (%s: %s); re-reading", type(exc).__name__, exc)
+            return False
+        self.processed += 1
+        self.dead_lettered += 1
+        return True
 
     async def _stay_in_group(self) -> None:
         """Keep a slow batch's consumer in its group.
@@ -278,6 +428,10 @@ class StageRunner:
         for tp, offset in first.items():
             if tp in assigned:
                 self.consumer.seek(tp, offset)
+
+
+def _tp(record: ConsumerRecord) -> TopicPartition:
+    return TopicPartition(record.topic, record.partition)
 
 
 def _first_offsets(records: Sequence[ConsumerRecord]) -> dict[TopicPartition, int]:

@@ -366,6 +366,16 @@ class Worker:
         self.handed_on += 1
         metrics.FALLBACKS.labels(self.backend, nxt).inc()
 
+    def poisoned(self, record: ConsumerRecord, error: BaseException) -> Outgoing:
+        """The dead letter of a record whose batches failed every attempt (the stage loop)."""
+        try:
+            attempts = RoutedItem.model_validate_json(record.value or b"").routing.attempts
+        except (ValidationError, ValueError):
+            attempts = 0
+        result = BatchResult()
+        self._dead(result, record, "model_error", error, attempts=attempts)
+        return result.out[0]
+
     def _dead(
         self,
         result: BatchResult,

@@ -108,6 +108,8 @@ async def serve_router(
             max_batch_size=settings.worker.max_batch_size * 4,
             max_wait_ms=0,  # routing is cheap: never wait to fill a batch
             stop=stop,
+            max_attempts=settings.worker.max_batch_attempts,
+            batch_timeout_s=settings.worker.batch_timeout_s,
         )
         with metrics_server(settings, "router"):
             n = await _run_stage(settings, runner, role="router", count=count, timeout=timeout)
@@ -227,12 +229,16 @@ async def serve_worker(
             max_batch_size=settings.worker.max_batch_size,
             max_wait_ms=settings.worker.max_wait_ms,
             stop=stop,
+            max_attempts=settings.worker.max_batch_attempts,
+            batch_timeout_s=settings.worker.batch_timeout_s,
         )
         beat = HeartbeatPublisher(
             settings,
             producer,
             backend=backend,
-            models=lambda: [m for m, d in detectors.items() if d.ready],
+            # A worker whose batches keep failing advertises nothing until one succeeds, so
+            # the router sends new items to the next backend meanwhile.
+            models=lambda: [m for m, d in detectors.items() if d.ready] if runner.healthy else [],
         )
         await beat.start()
         stack.push_async_callback(beat.stop)  # announce leaving before the producer closes

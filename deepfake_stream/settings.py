@@ -178,6 +178,12 @@ class WorkerSettings(BaseSettings):
     """A backend with no announcement for this long is treated as dead by the router."""
     shutdown_grace_s: float = Field(20.0, gt=0)
     """How long a stopping service may take to drain before it is killed."""
+    max_batch_attempts: int = Field(3, ge=1, le=100)
+    """Failed attempts of a micro-batch before it is split to find the record that fails;
+    that record is dead-lettered (model_error) once it fails this many times alone."""
+    batch_timeout_s: float = Field(600.0, gt=0)
+    """Longest one micro-batch (inference included) may run before it counts as a failed
+    attempt; also the ceiling of the slow-batch keep-alive."""
     liveness_retry_max_s: float = Field(5.0, gt=0)
     """Longest back-off between reconnections of a failed heartbeat reader."""
 

@@ -122,6 +122,12 @@ class Router:
         )
         self.routed[route.target] = self.routed.get(route.target, 0) + 1
 
+    def poisoned(self, record: ConsumerRecord, error: BaseException) -> Outgoing:
+        """The dead letter of a record whose batches failed every attempt (the stage loop)."""
+        result = BatchResult()
+        self._dead(result, record, "model_error", error)
+        return result.out[0]
+
     def _dead(self, result: BatchResult, record: ConsumerRecord, reason: str, err) -> None:  # type: ignore[no-untyped-def]
         self.dead[reason] = self.dead.get(reason, 0) + 1
         received = headers_carrier(record.headers)
