@@ -52,6 +52,9 @@ class BatchResult:
     out: list[Outgoing] = field(default_factory=list)
     hold: dict[TopicPartition, int] = field(default_factory=dict)
     """Per partition, the first offset NOT handled: it is re-read later (back-pressure)."""
+    commit: dict[TopicPartition, int] = field(default_factory=dict)
+    """Per partition, the offset to commit at most (items held in the handler's memory), or
+    to commit up to where this batch read nothing of it (held items resolved)."""
     after_ack: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     """Awaited once every message of ``out`` is acknowledged, before the offsets are committed
     (e.g. recording verdicts as published). A failing callback is logged, never retried."""
@@ -167,7 +170,7 @@ class StageRunner:
                 break
             generation = self._generation()
             records = await self.collect()
-            if not records:
+            if not records and not self._handler_pending():
                 continue
             async with self._lock:
                 if self._generation() != generation:
@@ -183,7 +186,7 @@ class StageRunner:
                 # duplicate verdicts, since their offsets can no longer be committed).
                 assigned = self.consumer.assignment()
                 records = [r for r in records if TopicPartition(r.topic, r.partition) in assigned]
-                if not records:
+                if not records and not self._handler_pending():
                     continue
                 keepalive = asyncio.create_task(self._stay_in_group())
                 try:
@@ -199,6 +202,12 @@ class StageRunner:
             if result.hold:
                 await asyncio.sleep(0.5)  # back-pressure: the held items are re-read shortly
         return self.processed
+
+    def _handler_pending(self) -> bool:
+        """The handler keeps items to retry (the router's held items): call it even when no
+        record arrived, so they are routed or expire without waiting for new input."""
+        pending = getattr(self.handler, "pending", None)
+        return bool(pending and pending())
 
     async def _attempt(self, records: list[ConsumerRecord]) -> BatchResult | None:
         """Process ``records``; None when it failed (everything not committed is rewound)."""
@@ -365,6 +374,8 @@ class StageRunner:
             except Exception as exc:  # the outputs are acked: committing is still right
                 log.warning("after-ack callback failed (%s: %s)", type(exc).__name__, exc)
         offsets = self._commit_offsets(records, result.hold)
+        for tp, limit in result.commit.items():
+            offsets[tp] = min(offsets.get(tp, limit), limit)
         assigned = self.consumer.assignment()
         offsets = {tp: o for tp, o in offsets.items() if tp in assigned}
         if offsets:

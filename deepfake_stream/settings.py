@@ -188,6 +188,17 @@ class WorkerSettings(BaseSettings):
     """Longest back-off between reconnections of a failed heartbeat reader."""
 
 
+class RouterSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ROUTER_", **_FROZEN)
+
+    hold_max_s: float = Field(300.0, gt=0)
+    """Longest an item waits for a live backend of its model; then it is dead-lettered with
+    reason no_live_backend. Items behind it on its partition are routed meanwhile."""
+    hold_max_bytes: int = Field(67_108_864, ge=1_048_576)
+    """Most bytes of held items the router keeps in memory; beyond, an item that cannot be
+    routed makes its partition wait (re-read later) instead."""
+
+
 class ModelSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MODELS_", **_FROZEN)
 
@@ -230,6 +241,7 @@ class Settings(BaseModel):
     api: ApiKeySettings = Field(default_factory=ApiKeySettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    router: RouterSettings = Field(default_factory=RouterSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)

@@ -1,8 +1,13 @@
 """The router consumer: validate, resolve the model, pick a live backend, republish.
 
 Nothing a client sends stops it: every bad message becomes a dead letter with the contract's
-reason. When no backend of an item's chain has a live worker, the item is held (its partition
-is re-read shortly) instead of being sent where nobody consumes it.
+reason. When no backend of an item's chain has a live worker, the item is held instead of
+being sent where nobody consumes it: kept in memory and retried on every batch (and while
+idle), for at most ``ROUTER_HOLD_MAX_S``, then dead-lettered ``no_live_backend``. A held item
+does not block the items behind it on its partition: they are routed, and the partition's
+commit stops at its lowest held offset (at-least-once: after a crash the items behind it are
+routed again, a duplicate). Past ``ROUTER_HOLD_MAX_BYTES`` of held items, a partition whose
+item cannot be routed is re-read later instead (back-pressure).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
@@ -29,10 +35,20 @@ from deepfake_stream.tracing import (
 )
 from routing.decide import candidates, choose_route
 from routing.liveness import LivenessView, now_ms
-from routing.registry import Registry
-from schemas import RoutedItem, parse_input
+from routing.registry import ModelConfig, Registry
+from schemas import InputItem, RoutedItem, parse_input
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    record: ConsumerRecord
+    item: InputItem
+    config: ModelConfig
+    seen_ms: int
+    since: float
+    """time.monotonic() when it was first held."""
 
 
 class Router:
@@ -43,13 +59,24 @@ class Router:
         self._last_hold_log = 0.0
         self.routed: dict[str, int] = {}
         self.dead: dict[str, int] = {}
+        self._held: dict[tuple[TopicPartition, int], Held] = {}
+        self._held_bytes = 0
+        self._next: dict[TopicPartition, int] = {}
+        """Per partition, the offset after the last record handled (routed, dead or held)."""
+
+    def pending(self) -> bool:
+        """Held items wait: the stage calls :meth:`handle` even when nothing new arrives."""
+        return bool(self._held)
 
     async def handle(self, records: Sequence[ConsumerRecord]) -> BatchResult:
         result = BatchResult()
+        touched = self._retry_held(result)
         for record in records:
             tp = TopicPartition(record.topic, record.partition)
             if tp in result.hold:
-                continue  # keep partition order behind a held item
+                continue  # back-pressure: keep partition order behind a re-read item
+            if (tp, record.offset) in self._held:
+                continue  # re-read (after a rebalance or a failed batch): already waiting
             try:
                 self._route_one(record, tp, result)
             except Exception as exc:
@@ -57,11 +84,51 @@ class Router:
                 # foresee must not be re-read forever. It is dead-lettered, and logged loudly.
                 log.exception("unexpected error routing offset %s of %s", record.offset, tp)
                 self._dead(result, record, "invalid_schema", exc)
+            if tp not in result.hold:
+                self._next[tp] = max(self._next.get(tp, 0), record.offset + 1)
+        # Commit no further than the lowest held offset; where the last held item of a
+        # partition was just resolved, up to everything handled since.
+        lowest: dict[TopicPartition, int] = {}
+        for tp, offset in self._held:
+            lowest[tp] = min(lowest.get(tp, offset), offset)
+        for tp in touched | lowest.keys():
+            result.commit[tp] = lowest.get(tp, self._next.get(tp, 0))
         return result
+
+    def _retry_held(self, result: BatchResult) -> set[TopicPartition]:
+        """Route, or dead-letter when their time is up, the held items; returns the
+        partitions some of which were resolved."""
+        resolved: set[TopicPartition] = set()
+        hold_max_s = self.settings.router.hold_max_s
+        for (tp, offset), held in sorted(self._held.items(), key=lambda kv: kv[0][1]):
+            item, config = held.item, held.config
+            if item.deadline_ms is not None and item.deadline_ms <= now_ms():
+                self._dead(
+                    result,
+                    held.record,
+                    "deadline_exceeded",
+                    f"deadline {item.deadline_ms} passed while waiting for a live backend",
+                )
+            elif self._route(held.record, item, config, held.seen_ms, result):
+                pass
+            elif time.monotonic() - held.since >= hold_max_s:
+                backends = candidates(config, item.prefer_backend)
+                self._dead(
+                    result,
+                    held.record,
+                    "no_live_backend",
+                    f"no live worker for model {config.model_id} on any of {list(backends)} "
+                    f"within {hold_max_s:g}s",
+                )
+            else:
+                continue
+            del self._held[(tp, offset)]
+            self._held_bytes -= len(held.record.value or b"")
+            resolved.add(tp)
+        return resolved
 
     def _route_one(self, record: ConsumerRecord, tp: TopicPartition, result: BatchResult) -> None:
         limits = self.settings.limits
-        topics = self.settings.topics
         seen_ms = now_ms()
         try:
             item = parse_input(
@@ -81,11 +148,29 @@ class Router:
                 f"deadline {item.deadline_ms} passed before routing",
             )
             return
+        if self._route(record, item, config, seen_ms, result):
+            return
+        size = len(record.value or b"")
+        if self._held_bytes + size > self.settings.router.hold_max_bytes:
+            result.hold[tp] = record.offset  # too much held already: re-read it later
+        else:
+            self._held[(tp, record.offset)] = Held(record, item, config, seen_ms, time.monotonic())
+            self._held_bytes += size
+        self._log_hold(config.model_id, candidates(config, item.prefer_backend))
+
+    def _route(
+        self,
+        record: ConsumerRecord,
+        item: InputItem,
+        config: ModelConfig,
+        seen_ms: int,
+        result: BatchResult,
+    ) -> bool:
+        """Publish the routed item to a live backend; False when none is live."""
+        topics = self.settings.topics
         route = choose_route(config, item.prefer_backend, self.liveness.alive)
         if route is None:
-            result.hold[tp] = record.offset
-            self._log_hold(config.model_id, candidates(config, item.prefer_backend))
-            return
+            return False
         # The router's span continues the producer's trace (or starts it); its own context is
         # what the routed item carries on, so the worker's span becomes its child.
         received = headers_carrier(record.headers)
@@ -121,6 +206,7 @@ class Router:
             )
         )
         self.routed[route.target] = self.routed.get(route.target, 0) + 1
+        return True
 
     def poisoned(self, record: ConsumerRecord, error: BaseException) -> Outgoing:
         """The dead letter of a record whose batches failed every attempt (the stage loop)."""

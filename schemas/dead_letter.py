@@ -15,6 +15,7 @@ DlqReason = Literal[
     "all_backends_failed",
     "deadline_exceeded",
     "model_error",
+    "no_live_backend",
 ]
 DlqStage = Literal["router", "cpu", "gpu", "modal", "shim", "replay"]
 DLQ_REASONS: tuple[str, ...] = DlqReason.__args__  # type: ignore[attr-defined]

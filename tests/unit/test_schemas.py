@@ -346,6 +346,7 @@ def test_every_contract_reason_is_accepted() -> None:
         "all_backends_failed",
         "deadline_exceeded",
         "model_error",
+        "no_live_backend",
     }
     for reason in DLQ_REASONS:
         assert parse_headers(letter(reason=reason).headers())["dlq.reason"] == reason
