@@ -8,6 +8,7 @@ a ``str`` whose ``encode`` returns the raw bytes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -67,14 +68,17 @@ async def produce_raw(
     with python_batch_builder():
         await producer.start()
         try:
-            for key, value, headers in records:
-                await producer.send_and_wait(
+            acks = [
+                await producer.send(
                     topic or settings.topics.input,
                     value,
                     key=key,
                     headers=list(headers),
                     partition=0,
                 )
+                for key, value, headers in records
+            ]
+            await asyncio.gather(*acks)
         finally:
             await producer.stop()
 
