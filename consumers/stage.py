@@ -255,8 +255,9 @@ class StageRunner:
         try:
             async with asyncio.timeout(self.batch_timeout_s):
                 return await self._process(records)
-        except TimeoutError as exc:
-            raise _BatchFailed(f"batch ran past {self.batch_timeout_s:g}s") from exc
+        except TimeoutError:
+            hung = TimeoutError(f"batch ran past {self.batch_timeout_s:g}s")
+            raise _BatchFailed(str(hung)) from hung
         except Exception as exc:
             if _transient(exc):
                 raise
