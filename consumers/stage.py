@@ -337,7 +337,8 @@ class StageRunner:
         forever. Once a batch has run for a third of the interval, every assigned partition
         is paused and ``getmany`` is called in a loop: paused partitions return nothing and
         keep their positions (prefetched records are dropped and fetched again later).
-        Normal batches end long before, so they never pause anything.
+        Normal batches end long before, so they never pause anything. It ends with its
+        batch, which ``batch_timeout_s`` bounds: a hung batch is not kept alive for ever.
         """
         interval = getattr(self.consumer, "_max_poll_interval_ms", None)
         interval_s = (interval if isinstance(interval, int) else 300_000) / 1000
