@@ -81,8 +81,11 @@ def _transient(exc: BaseException) -> bool:
 
 
 class _DrainOnRevoke(ConsumerRebalanceListener):
-    def __init__(self, lock: asyncio.Lock) -> None:
+    def __init__(
+        self, lock: asyncio.Lock, on_revoked: Callable[[list[TopicPartition]], None] | None = None
+    ) -> None:
         self._lock = lock
+        self._on_revoked = on_revoked
         self.generation = 0
         """Bumped on every revocation and assignment: records fetched under an earlier one
         are stale (see ``StageRunner.run``)."""
@@ -90,6 +93,8 @@ class _DrainOnRevoke(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self._lock:  # the batch in flight finishes and commits first
             self.generation += 1
+            if self._on_revoked is not None:  # e.g. the router forgets its held items there
+                self._on_revoked(revoked)
             if revoked:
                 log.info(
                     "partitions revoked: %s", sorted(f"{t.topic}/{t.partition}" for t in revoked)
@@ -130,7 +135,7 @@ class StageRunner:
     _listener: _DrainOnRevoke | None = None
 
     def subscribe(self) -> None:
-        self._listener = _DrainOnRevoke(self._lock)
+        self._listener = _DrainOnRevoke(self._lock, getattr(self.handler, "revoked", None))
         self.consumer.subscribe(list(self.topics), listener=self._listener)
 
     def _generation(self) -> int:

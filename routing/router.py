@@ -64,6 +64,15 @@ class Router:
         self._next: dict[TopicPartition, int] = {}
         """Per partition, the offset after the last record handled (routed, dead or held)."""
 
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        """Forget the held items of partitions taken away: their new owner re-reads them from
+        the committed offset, which never passed a held item."""
+        gone = set(partitions)
+        for key in [k for k in self._held if k[0] in gone]:
+            self._held_bytes -= len(self._held.pop(key).record.value or b"")
+        for tp in gone:
+            self._next.pop(tp, None)
+
     def pending(self) -> bool:
         """Held items wait: the stage calls :meth:`handle` even when nothing new arrives."""
         return bool(self._held)

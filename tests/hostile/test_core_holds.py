@@ -82,3 +82,54 @@ async def test_a_held_item_blocks_nothing_and_expires_as_no_live_backend(
             while await _committed(settings, tp) != 6:  # all handled: the commit moves on
                 await asyncio.sleep(0.2)
     assert len(results.verdicts) == 5
+
+
+class _Live:
+    def __init__(self) -> None:
+        self.backends: set[str] = set()
+
+    def alive(self, backend: str, model_id: str | None = None) -> bool:
+        return backend in self.backends
+
+    def live_backends(self) -> dict[str, list[str]]:
+        return {b: [] for b in self.backends}
+
+
+def _record(offset: int, item_id: str, model_id: str, partition: int = 0):  # type: ignore[no-untyped-def]
+    from aiokafka.structs import ConsumerRecord
+
+    value = _doc(item_id, model_id)[1]
+    return ConsumerRecord("in", partition, offset, 0, 0, None, value, None, 0, len(value), [])
+
+
+async def test_router_holds_in_memory_commits_below_them_and_forgets_revoked_ones() -> None:
+    from routing.router import Router
+
+    settings = unique_settings("127.0.0.1:9", router__hold_max_s=60.0)
+    live = _Live()
+    live.backends.add("cpu")
+    router = Router(settings, _registry(), live)  # type: ignore[arg-type]
+    tp0, tp1 = TopicPartition("in", 0), TopicPartition("in", 1)
+    first = await router.handle(
+        [
+            _record(0, "g-0", "g"),
+            _record(1, "m-1", "m"),
+            _record(2, "g-2", "g"),
+            _record(0, "m-p1", "m", partition=1),
+        ]
+    )
+    assert [o.key for o in first.out] == [b"m-1", b"m-p1"]  # routed past the held ones
+    assert first.commit == {tp0: 0} and first.hold == {}
+    assert router.pending()
+    # A re-read of a held record is not held twice; a later record is routed.
+    again = await router.handle([_record(2, "g-2", "g"), _record(3, "m-3", "m")])
+    assert [o.key for o in again.out] == [b"m-3"] and again.commit == {tp0: 0}
+    live.backends.add("gpu")
+    resolved = await router.handle([])
+    assert sorted(o.key for o in resolved.out) == [b"g-0", b"g-2"]
+    assert resolved.commit == {tp0: 4} and not router.pending()
+    live.backends.discard("gpu")
+    await router.handle([_record(4, "g-4", "g")])
+    router.revoked([tp0])
+    assert not router.pending() and router._held_bytes == 0
+    assert tp1 not in first.commit
