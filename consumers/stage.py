@@ -279,6 +279,8 @@ class StageRunner:
         forward; ``done`` collects, per partition, the next offset not yet handled. False
         when it stopped early (a transient failure, or a hold): the caller re-reads the rest.
         """
+        if not records:  # only the handler's own pending work failed: nothing to split
+            return False
         if len(records) == 1:
             if not await self._dead_letter(records[0], error):
                 return False
