@@ -66,6 +66,7 @@ DLQ_HEADERS = {
     "dlq.original.offset": "its offset",
     "dlq.attempts": "how many backends were tried",
     "dlq.failed_at": "ISO 8601 time",
+    "dlq.truncated": "only when the value was cut to fit the broker: the original size in bytes",
 }
 
 
