@@ -35,7 +35,7 @@ from consumers.stage import Outgoing
 from consumers.worker import build_verdict
 from deepfake_stream.errors import ConfigError, InvalidInput, UnknownModel
 from deepfake_stream.kafka import make_producer, wait_for_broker
-from deepfake_stream.redis_store import RedisStore
+from deepfake_stream.redis_store import DedupKey, RedisStore
 from deepfake_stream.settings import Settings
 from deepfake_stream.topics import ensure_topics
 from deepfake_stream.tracing import trace_from_headers, trace_headers
@@ -264,9 +264,12 @@ class Replayer:
         futures = [await producer.send(o.topic, o.value, key=o.key, headers=o.headers) for o in out]
         await asyncio.gather(*futures)  # acked (acks=all) before anything is recorded
         published = [
-            (json.loads(o.value)["model_version"], o.key.decode())
-            for o in out
-            if o.topic == self.settings.topics.verdicts and o.key and executor is not None
+            DedupKey(v["tenant"], v["id"], v["model_version"], v["text_sha256"])
+            for v in (
+                json.loads(o.value)
+                for o in out
+                if o.topic == self.settings.topics.verdicts and executor is not None
+            )
         ]
         if store is not None and published:
             await store.record_published(published)

@@ -270,8 +270,16 @@ def test_verdict_round_trips_as_json_with_contract_keys() -> None:
         "replay",
         "tenant",
         "metadata",
+        "text_sha256",
     }
     assert Verdict.model_validate(as_json) == v
+
+
+def test_verdict_without_text_sha256_still_parses() -> None:
+    """Verdicts written before the field existed (consumers read the topic's history)."""
+    old = json.loads(verdict(0.7).model_dump_json())
+    del old["text_sha256"]
+    assert Verdict.model_validate(old).text_sha256 is None
 
 
 # --- dead letters ---------------------------------------------------------------------------
