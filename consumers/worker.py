@@ -28,6 +28,7 @@ from deepfake_stream.errors import DetectError, ModelUnavailable
 from deepfake_stream.redis_store import DedupKey, RedisStore, text_digest
 from deepfake_stream.settings import Settings
 from deepfake_stream.tracing import (
+    CORRELATION_HEADER,
     carrier_of,
     fail_span,
     headers_carrier,
@@ -255,7 +256,10 @@ class Worker:
             ((m, e) for m, es in groups.items() for e in es), keys, strict=True
         ):
             record, item = entries
-            if next(recorded, False) or key in seen:
+            duplicate = next(recorded, False) or key in seen
+            # A ?via=stream request waits for its own reply (an HTTP client retrying with the
+            # same id and text): it is answered, at worst as a duplicate verdict.
+            if duplicate and CORRELATION_HEADER not in item.routing.trace:
                 self.duplicates += 1
                 metrics.DUPLICATES_DROPPED.labels(self.backend, model_id).inc()
                 dropped.append(item.id)

@@ -9,8 +9,8 @@ through the real broker and the real Redis.
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -52,8 +52,11 @@ async def test_one_batch_without_redis_keeps_edits_and_tenants(
     result = await worker.handle(batch)
     got = sorted((v.tenant or "", v.text_sha256 or "") for _, v in verdicts(settings, result))
     assert got == sorted(
-        [("forum", sha("original")), ("forum", sha("edited, now machine-written")),
-         ("blog", sha("original"))]
+        [
+            ("forum", sha("original")),
+            ("forum", sha("edited, now machine-written")),
+            ("blog", sha("original")),
+        ]
     )
     assert worker.duplicates == 1
     assert dropped("gpu", "m") == before + 1
@@ -61,7 +64,9 @@ async def test_one_batch_without_redis_keeps_edits_and_tenants(
 
 @pytest.mark.integration
 async def test_across_batches_with_redis_an_edit_gets_its_own_verdict(
-    kafka_bootstrap: str, prefix: str, caplog: pytest.LogCaptureFixture  # noqa: F811
+    kafka_bootstrap: str,
+    prefix: str,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level("INFO", logger="consumers.worker")
     settings, _, services = _setup(kafka_bootstrap, url=REDIS, key_prefix=prefix)
