@@ -295,6 +295,7 @@ class Replayer:
                     record.value,
                     max_text_chars=limits.max_text_chars,
                     max_message_bytes=limits.max_message_bytes,
+                    max_json_depth=limits.max_json_depth,
                 )
                 config = self.registry.resolve(self.options.model or item.model_id)
             except (InvalidInput, UnknownModel) as exc:

@@ -91,7 +91,8 @@ async def test_same_text_is_a_cache_hit_without_inference(
     cached = client.get(f"{prefix}:cache:{VERSION}:{text_digest('a text seen twice')}")
     assert cached is not None and b'"score"' in cached
     assert 0 < client.ttl(f"{prefix}:cache:{VERSION}:{text_digest('new text')}") <= 86_400
-    assert client.get(f"{prefix}:published:{VERSION}:second") == b"1"
+    key = DedupKey(None, "second", VERSION, text_digest("a text seen twice"))
+    assert client.get(RedisStore(settings).published_key(key)) == b"1"
     client.close()
 
 
