@@ -4,6 +4,8 @@ something else than asked is one clear line with exit code 2, never a traceback.
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from deepfake_stream import cli
@@ -67,6 +69,8 @@ async def test_a_stored_item_with_a_lone_surrogate_is_dead_lettered_not_fatal(
     assert summary.read == 6 and summary.rescored == 2 and summary.dead_lettered == 4
     results = await collect(settings, verdicts=2, dead=4, timeout=30)
     assert results.verdict_ids() == {"before", "after"}
+    sha = {a.json()["id"]: a.json()["text_sha256"] for a in results.verdicts}
+    assert sha["before"] == hashlib.sha256(b"a valid item").hexdigest()
     reasons = sorted(a.headers["dlq.reason"] for a in results.dead)
     assert reasons == ["invalid_json", "invalid_json", "invalid_json", "invalid_schema"]
     assert {a.headers["dlq.stage"] for a in results.dead} == {"replay"}

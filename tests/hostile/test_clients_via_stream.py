@@ -8,20 +8,25 @@ import hashlib
 
 import httpx
 import pytest
+from aiokafka.structs import ConsumerRecord
 
 from deepfake_stream.services import serve_router, serve_worker
+from deepfake_stream.settings import load_settings
+from deepfake_stream.shim.errors import ApiError
+from deepfake_stream.shim.via_stream import StreamLink
+from deepfake_stream.tracing import CORRELATION_HEADER
+from schemas import Verdict
 from tests.conftest import unique_settings
 from tests.integration.harness import running, wait_live
 from tests.integration.test_redis import REDIS, prefix  # noqa: F401 (a fixture)
 from tests.integration.test_shim import KEY, TEXTS, shim_client, wait_ready
-
-pytestmark = pytest.mark.integration
 
 
 def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+@pytest.mark.integration
 async def test_same_id_from_two_keys_at_once_each_gets_its_own_verdict(
     kafka_bootstrap: str,
     prefix: str,  # noqa: F811
@@ -71,3 +76,38 @@ async def test_same_id_from_two_keys_at_once_each_gets_its_own_verdict(
                 again = await client.post("/v1/detect?via=stream", json=victim_body)
                 assert again.status_code == 200, again.text
                 assert again.json()["score"] == victim.json()["score"]
+
+
+def _record(value: bytes, headers: list[tuple[str, bytes]]) -> ConsumerRecord:
+    return ConsumerRecord("t", 0, 0, 0, 0, b"post-1", value, None, 0, len(value), headers)
+
+
+def _verdict(item_id: str) -> bytes:
+    fields = dict(model_id="m", model_version="1", backend="cpu", attempts=1, batch_size=1)
+    v = Verdict.from_score(id=item_id, score=0.9, threshold=0.5, latency_ms=1.0,
+                           scored_at="2026-01-01T00:00:00.000Z", **fields)  # fmt: skip
+    return v.model_dump_json().encode()
+
+
+async def test_replies_are_matched_by_correlation_id_only() -> None:
+    link = StreamLink(load_settings())
+    loop = asyncio.get_running_loop()
+    mine, theirs = loop.create_future(), loop.create_future()
+    link._waiting = {"c-mine": ("post-1", mine), "c-theirs": ("post-1", theirs)}
+    # Same id, no correlation header (an upstream platform's item): answers nobody.
+    link._answer(_record(_verdict("post-1"), []), is_dead_letter=False)
+    # A header naming a waiting request but another item's verdict: a forgery, ignored.
+    link._answer(
+        _record(_verdict("other"), [(CORRELATION_HEADER, b"c-mine")]), is_dead_letter=False
+    )
+    assert not mine.done() and not theirs.done()
+    link._answer(
+        _record(_verdict("post-1"), [(CORRELATION_HEADER, b"c-mine")]), is_dead_letter=False
+    )
+    assert mine.result().id == "post-1" and not theirs.done()
+    # A dead letter answers its own request only, with its reason.
+    headers = [(CORRELATION_HEADER, b"c-theirs"), ("dlq.reason", b"all_backends_failed")]
+    link._answer(_record(b"{}", headers), is_dead_letter=True)
+    with pytest.raises(ApiError) as info:
+        theirs.result()
+    assert info.value.status == 502 and info.value.detail["reason"] == "all_backends_failed"
