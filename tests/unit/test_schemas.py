@@ -77,7 +77,7 @@ def test_valid_item_parses_with_defaults() -> None:
         "inf",
         "surrogate",
         "surrogate-key",
-    ],  # fmt: skip
+    ],
 )
 def test_unparseable_bytes_are_invalid_json(raw: bytes | None) -> None:
     if raw is not None and len(raw) > MAX_MESSAGE_BYTES:
