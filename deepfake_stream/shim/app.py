@@ -453,15 +453,24 @@ async def _sentences_within_budget(
     if not wanted:
         return {}
     texts = [plans[i].item.text for i in wanted]
-    spans = await asyncio.to_thread(lambda: [sentence_spans(t) for t in texts])
     limit = state.settings.http.detailed_max_sentences
+
+    def split() -> list[list[tuple[int, int]]]:
+        found: list[list[tuple[int, int]]] = []
+        for text in texts:  # stops splitting as soon as the request is over its budget
+            found.append(sentence_spans(text, limit - sum(len(s) for s in found)))
+            if sum(len(s) for s in found) > limit:
+                break
+        return found
+
+    spans = await asyncio.to_thread(split)
     total = sum(len(s) for s in spans)
     if total > limit:
         raise ApiError(
             422,
             "too_many_sentences",
-            f"detailed: true asks for {total} sentence scores; at most {limit} per request "
-            "(HTTP_DETAILED_MAX_SENTENCES): send fewer or shorter texts, or no detail",
+            f"detailed: true asks for more than {limit} sentence scores, the most one request "
+            "may ask for (HTTP_DETAILED_MAX_SENTENCES): send fewer or shorter texts, or no detail",
         )
     return dict(zip(wanted, spans, strict=True))
 

@@ -21,20 +21,23 @@ _CJK_STOPS = "\u3002\uff01\uff1f"
 _CANDIDATE = re.compile(rf"\s+|[{_CJK_STOPS}]")
 
 
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of every non-blank sentence, in order."""
+def sentence_spans(text: str, limit: int | None = None) -> list[tuple[int, int]]:
+    """(start, end) of every non-blank sentence, in order; with ``limit``, stop once there
+    are more than ``limit`` (the caller refuses the request: no need to split the rest)."""
     spans: list[tuple[int, int]] = []
     start = 0
     for match in _CANDIDATE.finditer(text):
+        if limit is not None and len(spans) > limit:
+            return spans
         a, b = match.span()
         if text[a] in _CJK_STOPS:
-            _add(start, b, spans)
+            _add(text, start, b, spans)
             start = b
         elif "\n" in match.group() or _ends_sentence(text, a):
-            _add(start, a, spans)
+            _add(text, start, a, spans)
             start = b
-    _add(start, len(text), spans)
-    return [(a, b) for a, b in (_trim(text, a, b) for a, b in spans) if b > a]
+    _add(text, start, len(text), spans)
+    return spans
 
 
 def _ends_sentence(text: str, at: int) -> bool:
@@ -44,14 +47,10 @@ def _ends_sentence(text: str, at: int) -> bool:
     return at >= 2 and text[at - 1] in _CLOSE and text[at - 2] in _END
 
 
-def _add(start: int, end: int, spans: list[tuple[int, int]]) -> None:
-    if end > start:
-        spans.append((start, end))
-
-
-def _trim(text: str, start: int, end: int) -> tuple[int, int]:
-    # Pieces hold no whitespace run at their ends except the text's own leading/trailing one,
-    # which str.strip measures in C.
+def _add(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> None:
+    """Add ``text[start:end]`` without its leading and trailing whitespace, unless blank."""
     piece = text[start:end]
-    lead = len(piece) - len(piece.lstrip())
-    return start + lead, start + len(piece.rstrip())
+    stripped = piece.strip()
+    if stripped:
+        lead = len(piece) - len(piece.lstrip())
+        spans.append((start + lead, start + lead + len(stripped)))
