@@ -38,7 +38,7 @@ from deepfake_stream.kafka import make_producer, wait_for_broker
 from deepfake_stream.redis_store import DedupKey, RedisStore
 from deepfake_stream.settings import Settings
 from deepfake_stream.topics import ensure_topics
-from deepfake_stream.tracing import trace_from_headers, trace_headers
+from deepfake_stream.tracing import CORRELATION_HEADER, trace_from_headers, trace_headers
 from models.base import Detector
 from models.kinds import build_detector
 from producers.scan import Scan, Selection
@@ -349,7 +349,12 @@ class Replayer:
                 model_id=model_id,
                 target=self.backend,  # type: ignore[arg-type]
                 first_seen_ms=now_ms(),  # latency_ms measures the replay, not the history
-                trace=trace_from_headers(record.headers),
+                # Its trace continues, but a replay answers no ?via=stream request.
+                trace={
+                    k: v
+                    for k, v in trace_from_headers(record.headers).items()
+                    if k != CORRELATION_HEADER
+                },
                 replay=True,
             ),
         )

@@ -9,6 +9,9 @@ import hashlib
 import pytest
 
 from deepfake_stream import cli
+from deepfake_stream.kafka import make_producer
+from deepfake_stream.topics import ensure_topics
+from deepfake_stream.tracing import CORRELATION_HEADER
 from producers.replay import ReplayOptions, replay
 from producers.scan import Selection, SelectionError
 from tests.conftest import unique_settings
@@ -74,3 +77,27 @@ async def test_a_stored_item_with_a_lone_surrogate_is_dead_lettered_not_fatal(
     reasons = sorted(a.headers["dlq.reason"] for a in results.dead)
     assert reasons == ["invalid_json", "invalid_json", "invalid_json", "invalid_schema"]
     assert {a.headers["dlq.stage"] for a in results.dead} == {"replay"}
+
+
+@pytest.mark.integration
+async def test_a_replayed_shim_item_answers_no_request(kafka_bootstrap: str) -> None:
+    """A ?via=stream item's correlation id stays with its first verdict: the replay's verdict
+    continues the item's trace but carries no correlation id."""
+    settings = unique_settings(kafka_bootstrap)
+    await ensure_topics(settings)
+    producer = make_producer(settings, role="test")
+    await producer.start()
+    try:
+        headers = [("traceparent", b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01"),
+                   (CORRELATION_HEADER, b"c-old")]  # fmt: skip
+        raw = b'{"id": "from-shim", "text": "scored once through the stream"}'
+        await producer.send_and_wait(settings.topics.input, raw, key=b"from-shim", headers=headers)
+    finally:
+        await producer.stop()
+    summary = await replay(
+        settings, Selection(), ReplayOptions(progress=False), registry=_registry({"m": 0.5})
+    )
+    assert summary.rescored == 1
+    [verdict] = (await collect(settings, verdicts=1, timeout=30)).verdicts
+    assert CORRELATION_HEADER not in verdict.headers
+    assert verdict.headers["traceparent"].split("-")[1] == "1" * 32
