@@ -74,7 +74,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         413: "body over HTTP_MAX_BODY_BYTES, or text over MAX_TEXT_CHARS",
         422: "malformed JSON (invalid_json), a body that does not fit the schema "
         "(invalid_request, invalid_schema), or detailed: true over HTTP_DETAILED_MAX_SENTENCES",
-        429: "rate limit exceeded; see Retry-After",
+        429: "rate limit exceeded, or too many failed API keys from this address; see Retry-After",
         502: "the model failed, or the stream dead-lettered the item",
         503: "the model or the stream is unavailable",
         504: "?via=stream: no verdict within HTTP_STREAM_TIMEOUT_S",
