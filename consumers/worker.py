@@ -25,9 +25,10 @@ from consumers.isolate import score_isolating
 from consumers.stage import BatchResult, Outgoing
 from deepfake_stream import metrics
 from deepfake_stream.errors import DetectError, ModelUnavailable
-from deepfake_stream.redis_store import RedisStore
+from deepfake_stream.redis_store import DedupKey, RedisStore, text_digest
 from deepfake_stream.settings import Settings
 from deepfake_stream.tracing import (
+    CORRELATION_HEADER,
     carrier_of,
     fail_span,
     headers_carrier,
@@ -40,7 +41,7 @@ from deepfake_stream.tracing import (
 from models.base import Detector
 from routing.liveness import LivenessView, now_ms
 from routing.registry import Registry
-from schemas import RoutedItem, Verdict, utc_now_iso
+from schemas import InputItem, RoutedItem, Verdict, utc_now_iso
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,13 @@ def build_verdict(
         replay=item.routing.replay,
         tenant=item.tenant,
         metadata=item.metadata,
+        text_sha256=text_digest(item.text),
     )
+
+
+def dedup_key(item: InputItem, model_version: str) -> DedupKey:
+    """The contract's de-duplication key of ``item`` scored by ``model_version``."""
+    return DedupKey(item.tenant, item.id, model_version, text_digest(item.text))
 
 
 Entry = tuple[ConsumerRecord, RoutedItem]
@@ -102,7 +109,8 @@ class Worker:
         self.dead = 0
         self.cache_hits = 0
         self.duplicates = 0
-        """Items not scored again: their (id, model_version) verdict was already published."""
+        """Items not scored again: their (tenant, id, model_version, text_sha256) verdict was
+        already published."""
         self._versions: dict[str, str] = {}
         """Each detector's version, read once per batch: computing it hashes the artifact
         manifest, which cost ~10% of a worker's CPU when done once per item."""
@@ -140,7 +148,7 @@ class Worker:
             groups.setdefault(item.routing.model_id, []).append((record, item))
 
         groups = await self._unpublished(groups, spans)
-        published: list[tuple[str, str]] = []
+        published: list[DedupKey] = []
         loop = asyncio.get_running_loop()
         for model_id, entries in groups.items():
             detector = self.detectors[model_id]
@@ -185,7 +193,7 @@ class Worker:
                     score = float(outcome.score.score)
                     self._emit_verdict(result, item, span, score, outcome.batch_size)
                     fresh[item.text] = score
-                    published.append((self._versions[model_id], item.id))
+                    published.append(dedup_key(item, self._versions[model_id]))
             if self.store is not None:
                 await self.store.cache_scores(self._versions[model_id], model_id, fresh)
         if self.store is not None and published:
@@ -239,24 +247,38 @@ class Worker:
     async def _unpublished(
         self, groups: dict[str, list[Entry]], spans: dict[int, Span]
     ) -> dict[str, list[Entry]]:
-        """Drop items whose verdict (id, model_version) is already published: recorded in
-        Redis after an earlier ack (one MGET for the batch), or earlier in this very batch."""
-        keys = [(self._versions[m], i.id) for m, es in groups.items() for _, i in es]
+        """Drop items whose verdict is already published, by the contract's key (tenant, id,
+        model_version, text_sha256): recorded in Redis after an earlier ack (one MGET for the
+        batch), or earlier in this very batch. An edit or another tenant's item is kept."""
+        keys = [dedup_key(i, self._versions[m]) for m, es in groups.items() for _, i in es]
         recorded = iter(await self.store.already_published(keys) if self.store else [])
-        seen: set[tuple[str, str]] = set()
+        seen: set[DedupKey] = set()
         kept: dict[str, list[Entry]] = {}
-        for model_id, entries in groups.items():
-            version = self._versions[model_id]
-            for record, item in entries:
-                key = (version, item.id)
-                if next(recorded, False) or key in seen:
-                    self.duplicates += 1
-                    span = spans[id(record)]
-                    span.set_attribute("deepfake.outcome", "duplicate")
-                    span.end()
-                    continue
-                seen.add(key)
-                kept.setdefault(model_id, []).append((record, item))
+        dropped: list[str] = []
+        for (model_id, entries), key in zip(
+            ((m, e) for m, es in groups.items() for e in es), keys, strict=True
+        ):
+            record, item = entries
+            duplicate = next(recorded, False) or key in seen
+            # A ?via=stream request waits for its own reply (an HTTP client retrying with the
+            # same id and text): it is answered, at worst as a duplicate verdict.
+            if duplicate and CORRELATION_HEADER not in item.routing.trace:
+                self.duplicates += 1
+                metrics.DUPLICATES_DROPPED.labels(self.backend, model_id).inc()
+                dropped.append(item.id)
+                span = spans[id(record)]
+                span.set_attribute("deepfake.outcome", "duplicate")
+                span.end()
+                continue
+            seen.add(key)
+            kept.setdefault(model_id, []).append((record, item))
+        if dropped:  # one line per batch (ids only, never texts), however many were dropped
+            log.info(
+                "dropped %d duplicate item(s) whose verdict is already published: %s%s",
+                len(dropped),
+                ", ".join(repr(i) for i in dropped[:5]),
+                " ..." if len(dropped) > 5 else "",
+            )
         return kept
 
     async def _emit_cached(
@@ -265,7 +287,7 @@ class Worker:
         model_id: str,
         entries: list[Entry],
         spans: dict[int, Span],
-        published: list[tuple[str, str]],
+        published: list[DedupKey],
     ) -> list[Entry]:
         """Verdicts for the texts whose score is cached (one MGET; no inference, so their
         batch_size is 1); returns the entries still to score."""
@@ -281,7 +303,7 @@ class Worker:
             span = spans[id(record)]
             span.set_attribute("deepfake.cache", "hit")
             self._emit_verdict(result, item, span, score, 1)
-            published.append((version, item.id))
+            published.append(dedup_key(item, version))
         hits = len(entries) - len(misses)
         self.cache_hits += hits
         metrics.CACHE_HITS.labels(model_id).inc(hits)

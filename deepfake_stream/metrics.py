@@ -82,6 +82,12 @@ CACHE_MISSES = Counter(
     "Verdict cache misses (scored by the model), by model.",
     ["model"],
 )
+DUPLICATES_DROPPED = Counter(
+    "deepfake_duplicates_dropped",
+    "Items not scored again because their verdict (tenant, id, model_version, text_sha256) "
+    "was already published, by stage and model.",
+    ["stage", "model"],
+)
 CONSUMER_LAG = Gauge(
     "deepfake_consumer_lag",
     "Messages behind the partition's high watermark after the stage's latest batch.",

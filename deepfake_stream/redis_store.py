@@ -11,8 +11,10 @@ Keys (``<prefix>`` is ``REDIS_KEY_PREFIX``, default ``dfs:v1``):
 
 - ``<prefix>:cache:<model_version>:<sha256(text)>`` → JSON ``{"score", "model_id",
   "scored_at"}``, TTL ``REDIS_CACHE_TTL_S``.
-- ``<prefix>:published:<model_version>:<id>`` → ``1``, TTL ``REDIS_PUBLISHED_TTL_S``; written
-  only after the broker acknowledged that verdict.
+- ``<prefix>:published:<model_version>:<sha256(tenant, id, text_sha256)>`` → ``1``, TTL
+  ``REDIS_PUBLISHED_TTL_S``; written only after the broker acknowledged that verdict. The key
+  is the contract's de-duplication key ``(tenant, id, model_version, text_sha256)``: an edited
+  text, or another tenant's item with the same id, is a new item and is never dropped.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from deepfake_stream.settings import Settings
 
@@ -32,7 +34,18 @@ T = TypeVar("T")
 
 
 def text_digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """SHA-256 hex of the text as received (a verdict's ``text_sha256``). A lone surrogate
+    (valid JSON, not UTF-8) is hashed as its escape, so hashing never raises."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class DedupKey(NamedTuple):
+    """What makes a verdict the verdict for one request (contract, Delivery)."""
+
+    tenant: str | None
+    item_id: str
+    model_version: str
+    text_sha256: str
 
 
 class RedisStore:
@@ -50,8 +63,10 @@ class RedisStore:
     def cache_key(self, model_version: str, text: str) -> str:
         return f"{self.prefix}:cache:{model_version}:{text_digest(text)}"
 
-    def published_key(self, model_version: str, item_id: str) -> str:
-        return f"{self.prefix}:published:{model_version}:{item_id}"
+    def published_key(self, key: DedupKey) -> str:
+        # Hashed: tenant and id are client strings (any length, any character).
+        who = json.dumps([key.tenant, key.item_id, key.text_sha256]).encode()
+        return f"{self.prefix}:published:{key.model_version}:{hashlib.sha256(who).hexdigest()}"
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> RedisStore:
@@ -162,27 +177,27 @@ class RedisStore:
         await self._call(write)
 
     # -- de-duplication -------------------------------------------------------------------
-    async def already_published(self, keys: Sequence[tuple[str, str]]) -> list[bool]:
-        """One MGET over ``(model_version, id)`` pairs; False where unknown."""
+    async def already_published(self, keys: Sequence[DedupKey]) -> list[bool]:
+        """One MGET over de-duplication keys; False where unknown."""
         if not keys:
             return []
         if not self.available:
             return [False] * len(keys)
-        names = [self.published_key(v, i) for v, i in keys]
+        names = [self.published_key(k) for k in keys]
         raw = await self._call(lambda: self._client.mget(names))
         if raw is None:
             return [False] * len(keys)
         return [v is not None for v in raw]
 
-    async def record_published(self, keys: Sequence[tuple[str, str]]) -> None:
+    async def record_published(self, keys: Sequence[DedupKey]) -> None:
         """Call only after the broker acknowledged these verdicts."""
         if not keys or not self.available:
             return
 
         async def write() -> None:
             pipe = self._client.pipeline(transaction=False)
-            for version, item_id in keys:
-                pipe.set(self.published_key(version, item_id), 1, ex=self.cfg.published_ttl_s)
+            for key in keys:
+                pipe.set(self.published_key(key), 1, ex=self.cfg.published_ttl_s)
             await pipe.execute()
 
         await self._call(write)

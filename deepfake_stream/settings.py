@@ -140,6 +140,15 @@ class HttpSettings(BaseSettings):
     """Requests an API key may make at once before the rate limit answers 429."""
     stream_timeout_s: float = Field(10.0, gt=0)
     """How long ?via=stream waits for the pipeline's verdict before answering 504."""
+    detailed_max_sentences: int = Field(1_000, ge=1)
+    """Most sentences one request may have scored with detailed: true (summed over a
+    batch); more answer 422 before any inference runs."""
+    auth_fail_rps: float = Field(0.5, ge=0)
+    """Failed API-key attempts per second allowed per client address (token bucket refill
+    rate); 0 turns the limit off."""
+    auth_fail_burst: int = Field(10, ge=1)
+    """Failed API-key attempts a client address may make at once; past that every request
+    from it answers 429 with Retry-After, without its key being checked."""
 
 
 class ApiKeySettings(BaseSettings):
@@ -157,6 +166,9 @@ class LimitSettings(BaseSettings):
     """Longest accepted text; longer items are dead-lettered as too_large."""
     max_message_bytes: int = Field(1_000_000, ge=1_024)
     """Largest accepted message on detect.in; larger ones are dead-lettered as too_large."""
+    max_json_depth: int = Field(32, ge=1, le=128)
+    """Deepest nesting of JSON containers in an input item (anywhere, ignored fields too);
+    deeper items are dead-lettered as invalid_schema (HTTP 422)."""
 
 
 class WorkerSettings(BaseSettings):

@@ -7,6 +7,7 @@ the same context, so one item's hops share one trace.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -37,23 +38,47 @@ from consumers.stage import Outgoing
 INSTRUMENTATION = "deepfake_stream"
 
 TRACE_HEADERS = ("traceparent", "tracestate")
+CORRELATION_HEADER = "deepfake.correlation_id"
+"""The id a ``?via=stream`` request is answered by: the shim sets it on the item, every hop
+carries it on (routed items, verdicts, dead letters) and the shim matches replies by it,
+never by the client's item id."""
+CARRIED_HEADERS = (*TRACE_HEADERS, CORRELATION_HEADER)
+"""What a carrier holds: the headers every message produced for an item carries on."""
+
+# Values come from any client: only well-formed ones are carried on (W3C trace context level
+# 1; tracestate at most 512 characters; a correlation id is a short token), so a malformed or
+# huge header is dropped at the first hop instead of riding along every message.
+_VALID = {
+    "traceparent": re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"),
+    "tracestate": re.compile(r"^[\x20-\x7e]{1,512}$"),
+    CORRELATION_HEADER: re.compile(r"^[A-Za-z0-9_-]{1,64}$"),
+}
 
 
 def new_traceparent() -> str:
     return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
 
 
+def _carried(headers: Iterable[tuple[str, bytes | str | None]] | None) -> dict[str, str]:
+    """The well-formed carried headers among ``headers`` (last value wins)."""
+    found: dict[str, str] = {}
+    for k, v in headers or ():
+        if k in _VALID and v:
+            text = v if isinstance(v, str) else v.decode("ascii", "replace")
+            if _VALID[k].match(text):
+                found[k] = text
+    return found
+
+
 def trace_from_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> dict[str, str]:
-    found = {
-        k: v.decode("ascii", "replace") for k, v in (headers or ()) if k in TRACE_HEADERS and v
-    }
+    found = _carried(headers)
     if "traceparent" not in found:
         found = {"traceparent": new_traceparent()}
     return found
 
 
 def trace_headers(trace: dict[str, str]) -> list[tuple[str, bytes]]:
-    return [(k, v.encode()) for k, v in trace.items() if k in TRACE_HEADERS]
+    return [(k, v.encode()) for k, v in trace.items() if k in CARRIED_HEADERS]
 
 
 # --- real spans -------------------------------------------------------------------------
@@ -78,7 +103,7 @@ def _tracer() -> Tracer:
 
 def headers_carrier(headers: Iterable[tuple[str, bytes | None]] | None) -> dict[str, str]:
     """The W3C trace headers of a Kafka record as a str dict (empty when there are none)."""
-    return {k: v.decode("ascii", "replace") for k, v in (headers or ()) if k in TRACE_HEADERS and v}
+    return _carried(headers)
 
 
 def parent_context(carrier: dict[str, str] | None) -> Context:
@@ -93,6 +118,8 @@ def carrier_of(span: Span, fallback: dict[str, str] | None = None) -> dict[str, 
     _W3C.inject(carrier, context=set_span_in_context(span, Context()))
     if "traceparent" not in carrier:
         return dict(fallback) if fallback and "traceparent" in fallback else {}
+    if fallback and CORRELATION_HEADER in fallback:  # not trace context: carried on as is
+        carrier[CORRELATION_HEADER] = fallback[CORRELATION_HEADER]
     return carrier
 
 
@@ -175,7 +202,7 @@ def with_trace(outgoing: Outgoing, carrier: dict[str, str]) -> Outgoing:
     copies its input's headers, re-parented onto the span that dead-lettered it)."""
     if "traceparent" not in carrier:
         return outgoing
-    kept = [(k, v) for k, v in outgoing.headers if k not in TRACE_HEADERS]
+    kept = [(k, v) for k, v in outgoing.headers if k not in CARRIED_HEADERS]
     return replace(outgoing, headers=kept + trace_headers(carrier))
 
 

@@ -51,7 +51,10 @@ class DetectProducer:
     def validate(self, raw: bytes) -> InputItem:
         limits = self.settings.limits
         return parse_input(
-            raw, max_text_chars=limits.max_text_chars, max_message_bytes=limits.max_message_bytes
+            raw,
+            max_text_chars=limits.max_text_chars,
+            max_message_bytes=limits.max_message_bytes,
+            max_json_depth=limits.max_json_depth,
         )
 
     async def send_item(

@@ -35,10 +35,10 @@ from consumers.stage import Outgoing
 from consumers.worker import build_verdict
 from deepfake_stream.errors import ConfigError, InvalidInput, UnknownModel
 from deepfake_stream.kafka import make_producer, wait_for_broker
-from deepfake_stream.redis_store import RedisStore
+from deepfake_stream.redis_store import DedupKey, RedisStore
 from deepfake_stream.settings import Settings
 from deepfake_stream.topics import ensure_topics
-from deepfake_stream.tracing import trace_from_headers, trace_headers
+from deepfake_stream.tracing import CORRELATION_HEADER, trace_from_headers, trace_headers
 from models.base import Detector
 from models.kinds import build_detector
 from producers.scan import Scan, Selection
@@ -264,9 +264,12 @@ class Replayer:
         futures = [await producer.send(o.topic, o.value, key=o.key, headers=o.headers) for o in out]
         await asyncio.gather(*futures)  # acked (acks=all) before anything is recorded
         published = [
-            (json.loads(o.value)["model_version"], o.key.decode())
-            for o in out
-            if o.topic == self.settings.topics.verdicts and o.key and executor is not None
+            DedupKey(v["tenant"], v["id"], v["model_version"], v["text_sha256"])
+            for v in (
+                json.loads(o.value)
+                for o in out
+                if o.topic == self.settings.topics.verdicts and executor is not None
+            )
         ]
         if store is not None and published:
             await store.record_published(published)
@@ -292,6 +295,7 @@ class Replayer:
                     record.value,
                     max_text_chars=limits.max_text_chars,
                     max_message_bytes=limits.max_message_bytes,
+                    max_json_depth=limits.max_json_depth,
                 )
                 config = self.registry.resolve(self.options.model or item.model_id)
             except (InvalidInput, UnknownModel) as exc:
@@ -345,7 +349,12 @@ class Replayer:
                 model_id=model_id,
                 target=self.backend,  # type: ignore[arg-type]
                 first_seen_ms=now_ms(),  # latency_ms measures the replay, not the history
-                trace=trace_from_headers(record.headers),
+                # Its trace continues, but a replay answers no ?via=stream request.
+                trace={
+                    k: v
+                    for k, v in trace_from_headers(record.headers).items()
+                    if k != CORRELATION_HEADER
+                },
                 replay=True,
             ),
         )

@@ -10,6 +10,7 @@ producer timestamps need not be monotonic, so a linear scan is the only exact an
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from consumers.reader import topic_partitions
+from deepfake_stream.errors import DetectError
 from deepfake_stream.kafka import make_consumer
 from deepfake_stream.settings import Settings
 
@@ -62,19 +64,33 @@ def record_id(record: ConsumerRecord) -> str | None:
     return str(doc["id"]) if isinstance(doc, dict) and "id" in doc else None
 
 
+class SelectionError(DetectError, ValueError):
+    """What to replay names nothing that exists (the command answers one line, exit 2)."""
+
+
 def parse_offsets(spec: str) -> dict[int, tuple[int, int | None]]:
-    """``P:A-B,P2:C-`` → {P: (A, B), P2: (C, None)}; B inclusive, empty B means the end."""
+    """``P:A-B,P2:C-`` → {P: (A, B), P2: (C, None)}; B inclusive, empty B means the end.
+
+    A spec that names no range, or a partition twice, is refused: either would silently
+    replay something else than asked (the whole topic, or only one of the two ranges)."""
     out: dict[int, tuple[int, int | None]] = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         try:
             p, _, rng = part.partition(":")
             lo, _, hi = rng.partition("-")
-            first, last = int(lo), (int(hi) if hi.strip() else None)
-            out[int(p)] = (first, last)
+            partition, first, last = int(p), int(lo), (int(hi) if hi.strip() else None)
         except ValueError:
             raise ValueError(f"bad offset range {part!r}: expected PARTITION:FROM-TO") from None
-        if first < 0 or (last is not None and last < first):
-            raise ValueError(f"bad offset range {part!r}: need 0 <= FROM <= TO")
+        if partition < 0 or first < 0 or (last is not None and last < first):
+            raise ValueError(f"bad offset range {part!r}: need PARTITION >= 0, 0 <= FROM <= TO")
+        if partition in out:
+            raise ValueError(
+                f"bad offset ranges {spec!r}: partition {partition} is given twice "
+                "(one range per partition)"
+            )
+        out[partition] = (first, last)
+    if not out:
+        raise ValueError(f"bad offset ranges {spec!r}: expected PARTITION:FROM-TO[,...]")
     return out
 
 
@@ -124,7 +140,14 @@ class Scan:
         try:
             await self._open()
         except BaseException:
-            await self._consumer.stop()
+            try:
+                await self._consumer.stop()
+            except asyncio.CancelledError:
+                # aiokafka's group-less consumer, stopped before its internal task first ran,
+                # re-raises that task's cancellation: only our own cancellation is passed on.
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
             raise
         return self
 
@@ -143,7 +166,10 @@ class Scan:
         wanted = set(self.selection.offsets) or existing
         missing = wanted - existing
         if missing:
-            raise ValueError(f"{self.topic} has no partition(s) {sorted(missing)}")
+            raise SelectionError(
+                f"{self.topic} has no partition(s) {sorted(missing)} "
+                f"(it has {len(existing)}: 0 to {max(existing, default=-1)})"
+            )
         tps = [TopicPartition(self.topic, p) for p in sorted(wanted)]
         self._consumer.assign(tps)
         begin = await self._consumer.beginning_offsets(tps)

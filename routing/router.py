@@ -144,6 +144,7 @@ class Router:
                 record.value,
                 max_text_chars=limits.max_text_chars,
                 max_message_bytes=limits.max_message_bytes,
+                max_json_depth=limits.max_json_depth,
             )
             config = self.registry.resolve(item.model_id)
         except (InvalidInput, UnknownModel) as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 BackendName = Literal["cpu", "gpu", "modal"]
 
@@ -32,6 +32,14 @@ class InputItem(BaseModel):
     """Echoed on the verdict."""
     deadline_ms: int | None = None
     """Epoch milliseconds; an item still unscored then is dead-lettered as deadline_exceeded."""
+
+    @field_validator("text")
+    @classmethod
+    def _has_content(cls, text: str) -> str:
+        # A blank text has nothing to score (a detector still gives it a confident score).
+        if text.isspace():
+            raise ValueError("text must contain a non-whitespace character")
+        return text
 
 
 class RoutingEnvelope(BaseModel):

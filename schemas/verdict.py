@@ -36,6 +36,10 @@ class Verdict(BaseModel):
     replay: bool = False
     tenant: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    text_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    """SHA-256 hex of the text as received: part of the de-duplication key (tenant, id,
+    model_version, text_sha256). Every verdict carries it; optional only so verdicts written
+    before it existed still parse."""
 
     @model_validator(mode="after")
     def _label_matches_score(self) -> Verdict:

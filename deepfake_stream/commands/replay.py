@@ -70,22 +70,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def selection_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from producers.scan import Selection, parse_offsets, parse_time_ms, read_ids
 
-    offsets = parse_offsets(args.offsets) if args.offsets else {}
+    offsets = parse_offsets(args.offsets) if args.offsets is not None else {}
     if args.partition is not None:
+        if args.partition in offsets:
+            raise ValueError(f"partition {args.partition} is in --offsets and --partition")
+        if args.partition < 0:
+            raise ValueError("--partition must be >= 0")
         offsets[args.partition] = (args.from_offset, args.to_offset)
     if args.ids is not None and not args.ids.exists():
         raise ValueError(f"{args.ids} does not exist")
+    since = parse_time_ms(args.since) if args.since is not None else None
+    until = parse_time_ms(args.until) if args.until is not None else None
+    if since is not None and until is not None and since >= until:
+        raise ValueError(f"--since ({args.since}) must be before --until ({args.until})")
     return Selection(
         offsets=offsets,
-        since_ms=parse_time_ms(args.since) if args.since else None,
-        until_ms=parse_time_ms(args.until) if args.until else None,
+        since_ms=since,
+        until_ms=until,
         ids=read_ids(args.ids) if args.ids else None,
         reasons=set(args.reason) if args.reason else None,
     )
 
 
 def _check(args: argparse.Namespace) -> str | None:
-    chosen = args.offsets or args.partition is not None or args.since or args.until or args.ids
+    chosen = (
+        args.offsets is not None
+        or args.partition is not None
+        or args.since is not None
+        or args.until is not None
+        or args.ids
+    )
     if not (chosen or args.all or args.dlq):
         return "choose what to replay: --offsets, --since/--until, --ids, --dlq or --all"
     if args.reason and not args.dlq:

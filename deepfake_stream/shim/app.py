@@ -34,9 +34,11 @@ from deepfake_stream.kafka import bootstrap_answers
 from deepfake_stream.settings import Settings
 from deepfake_stream.shim import metrics
 from deepfake_stream.shim.auth import RateLimiter, parse_keys, require_api_key
+from deepfake_stream.shim.codec import CodecRoute
 from deepfake_stream.shim.errors import ApiError, RequestIdMiddleware, error_body
 from deepfake_stream.shim.limits import BodyLimitMiddleware
 from deepfake_stream.shim.scoring import InProcessScorer, Plan
+from deepfake_stream.shim.sentences import sentence_spans
 from deepfake_stream.shim.via_stream import StreamLink
 from deepfake_stream.tracing import (
     carrier_of,
@@ -70,8 +72,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         401: "missing or wrong X-API-Key",
         404: "unknown model",
         413: "body over HTTP_MAX_BODY_BYTES, or text over MAX_TEXT_CHARS",
-        422: "malformed JSON or a body that does not fit the schema",
-        429: "rate limit exceeded; see Retry-After",
+        422: "malformed JSON (invalid_json), a body that does not fit the schema "
+        "(invalid_request, invalid_schema), or detailed: true over HTTP_DETAILED_MAX_SENTENCES",
+        429: "rate limit exceeded, or too many failed API keys from this address; see Retry-After",
         502: "the model failed, or the stream dead-lettered the item",
         503: "the model or the stream is unavailable",
         504: "?via=stream: no verdict within HTTP_STREAM_TIMEOUT_S",
@@ -89,6 +92,8 @@ class ShimState:
     stream: StreamLink
     liveness: LivenessView
     limiter: RateLimiter
+    auth_failures: RateLimiter
+    """Failed API-key attempts per client address (HTTP_AUTH_FAIL_RPS/BURST)."""
     api_keys: tuple[bytes, ...]
     connect_kafka: bool = True
     kafka_connected: bool = False
@@ -146,6 +151,7 @@ def create_app(
         stream=StreamLink(settings),
         liveness=liveness,
         limiter=RateLimiter(settings.http.rate_limit_rps, settings.http.rate_limit_burst),
+        auth_failures=RateLimiter(settings.http.auth_fail_rps, settings.http.auth_fail_burst),
         api_keys=parse_keys(settings),
         connect_kafka=connect_kafka,
     )
@@ -287,7 +293,7 @@ def _public_routes() -> APIRouter:
 
 
 def _api_routes() -> APIRouter:
-    router = APIRouter(prefix="/v1")
+    router = APIRouter(prefix="/v1", route_class=CodecRoute)
 
     @router.post(
         "/detect", tags=["detect"], response_model=DetectResponse, summary="Score one text"
@@ -403,6 +409,7 @@ async def _detect_traced(
         state.scorer.plan(b, b.id or f"shim-{uuid.uuid4().hex}", stream_ready=stream_ready)
         for b in bodies
     ]
+    detail = await _sentences_within_budget(state, bodies, plans)
     verdicts: dict[int, Verdict] = {}
     timeout = state.settings.http.stream_timeout_s
     jobs: list[asyncio.Future[Any]] = []
@@ -428,12 +435,44 @@ async def _detect_traced(
         verdict = verdicts[i]
         answer = verdict.model_dump(mode="json")
         if body.detailed:
-            sentences = await state.scorer.sentences(plan.item.text, plan.config, trace)
+            sentences = await state.scorer.sentences(plan.item.text, plan.config, detail[i], trace)
             answer["sentences"] = [s.model_dump() for s in sentences]
         how = "stream" if via == "stream" or plan.via_stream else "inprocess"
         metrics.VERDICTS.labels(verdict.model_id, how, verdict.label).inc()
         answers.append(answer)
     return answers
+
+
+async def _sentences_within_budget(
+    state: ShimState, bodies: list[DetectRequest], plans: list[Plan]
+) -> dict[int, list[tuple[int, int]]]:
+    """Sentence spans of each ``detailed`` item, split off the event loop; 422 before any
+    inference when the request asks for more than HTTP_DETAILED_MAX_SENTENCES in all (one
+    inference per sentence: a 1 MB body once asked for 343,000)."""
+    wanted = [i for i, body in enumerate(bodies) if body.detailed]
+    if not wanted:
+        return {}
+    texts = [plans[i].item.text for i in wanted]
+    limit = state.settings.http.detailed_max_sentences
+
+    def split() -> list[list[tuple[int, int]]]:
+        found: list[list[tuple[int, int]]] = []
+        for text in texts:  # stops splitting as soon as the request is over its budget
+            found.append(sentence_spans(text, limit - sum(len(s) for s in found)))
+            if sum(len(s) for s in found) > limit:
+                break
+        return found
+
+    spans = await asyncio.to_thread(split)
+    total = sum(len(s) for s in spans)
+    if total > limit:
+        raise ApiError(
+            422,
+            "too_many_sentences",
+            f"detailed: true asks for more than {limit} sentence scores, the most one request "
+            "may ask for (HTTP_DETAILED_MAX_SENTENCES): send fewer or shorter texts, or no detail",
+        )
+    return dict(zip(wanted, spans, strict=True))
 
 
 async def _from_stream(

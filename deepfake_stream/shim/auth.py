@@ -6,6 +6,11 @@ time against every configured key, so the answer time says nothing about how clo
 was. Each key (or, without keys, each client address) gets ``HTTP_RATE_LIMIT_BURST`` requests
 at once, refilled at ``HTTP_RATE_LIMIT_RPS``; past that the shim answers 429 with
 ``Retry-After`` (whole seconds until a request would be allowed).
+
+Failed key attempts are limited per client address: ``HTTP_AUTH_FAIL_BURST`` failures at
+once, refilled at ``HTTP_AUTH_FAIL_RPS``. Past that, every request from the address answers
+429 with ``Retry-After`` without its key being checked, so a guesser learns nothing more until
+the bucket refills (about 218 guesses/s were possible before).
 """
 
 from __future__ import annotations
@@ -63,6 +68,14 @@ class RateLimiter:
         self._clock = clock
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
+    def wait_time(self, who: str) -> float:
+        """Seconds until ``who`` has a token, taking none (0 = it has one now)."""
+        if self.rate <= 0:
+            return 0.0
+        tokens, last = self._buckets.get(who, (float(self.burst), self._clock()))
+        tokens = min(float(self.burst), tokens + (self._clock() - last) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
     def acquire(self, who: str) -> float:
         if self.rate <= 0:
             return 0.0
@@ -85,7 +98,18 @@ async def require_api_key(request: Request, api_key: str | None = Security(api_k
     429 with Retry-After past the key's rate limit."""
     state = request.app.state.shim
     if state.api_keys:
+        address = "client:" + (request.client.host if request.client else "unknown")
+        locked = state.auth_failures.wait_time(address)
+        if locked > 0:
+            retry = max(1, math.ceil(locked))
+            raise ApiError(
+                429,
+                "too_many_failed_keys",
+                f"too many failed {API_KEY_HEADER} attempts from this address; retry in {retry}s",
+                headers={"Retry-After": str(retry)},
+            )
         if not api_key or not key_matches(api_key, state.api_keys):
+            state.auth_failures.acquire(address)
             raise ApiError(
                 401,
                 "unauthorized",

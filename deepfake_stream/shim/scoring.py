@@ -30,7 +30,6 @@ from deepfake_stream.errors import InvalidInput, UnknownModel
 from deepfake_stream.settings import Settings
 from deepfake_stream.shim import metrics
 from deepfake_stream.shim.errors import ApiError
-from deepfake_stream.shim.sentences import sentence_spans
 from deepfake_stream.tracing import fail_span, start_hop_span
 from models.base import Detector
 from models.kinds import build_detector
@@ -138,6 +137,7 @@ class InProcessScorer:
                 json.dumps(doc).encode(),
                 max_text_chars=limits.max_text_chars,
                 max_message_bytes=limits.max_message_bytes,
+                max_json_depth=limits.max_json_depth,
             )
             config = self.registry.resolve(item.model_id)
         except InvalidInput as exc:
@@ -247,10 +247,14 @@ class InProcessScorer:
         return verdicts
 
     async def sentences(
-        self, text: str, config: ModelConfig, trace: dict[str, str] | None = None
+        self,
+        text: str,
+        config: ModelConfig,
+        spans: Sequence[tuple[int, int]],
+        trace: dict[str, str] | None = None,
     ) -> list[SentenceScore]:
-        """Each sentence of ``text`` scored on its own, with its character span."""
-        spans = sentence_spans(text)
+        """Each sentence of ``text`` (``spans``, from :func:`sentence_spans`) scored on its
+        own, with its character span."""
         if not spans:
             return []
         outcomes = await self._predict(config, [text[a:b] for a, b in spans], trace)

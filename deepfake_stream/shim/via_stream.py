@@ -1,28 +1,32 @@
 """``?via=stream``: request-reply over the live pipeline.
 
-The shim publishes the item to ``detect.in`` (key = a fresh id, acks=all) and waits for the
-verdict with that id on ``detect.verdicts``. One reader task serves every waiting request: it
-reads the verdict and dead-letter topics without a consumer group (so it never takes
-partitions from moderation systems, and never commits), from their ends as of start-up, and
-resolves a dict of futures keyed by item id. A dead letter for the id answers 502 with its
-``dlq.reason``; no answer within ``HTTP_STREAM_TIMEOUT_S`` answers 504.
+The shim publishes the item to ``detect.in`` (key = its item id, acks=all) with a fresh
+correlation id in the ``deepfake.correlation_id`` header, which the router and workers carry
+on to every message they produce for it (routed item, verdict, dead letter). One reader task
+serves every waiting request: it reads the verdict and dead-letter topics without a consumer
+group (so it never takes partitions from moderation systems, and never commits), from their
+ends as of start-up, and resolves a dict of futures keyed by correlation id. Replies are
+never matched by the client's item id: another request (another API key, or the same id
+sent twice at once) can never receive this one's verdict. A dead letter for the request
+answers 502 with its ``dlq.reason``; no answer within ``HTTP_STREAM_TIMEOUT_S`` answers 504.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
+import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 
 from consumers.reader import topic_partitions
 from deepfake_stream.kafka import make_consumer, make_producer
 from deepfake_stream.settings import Settings
 from deepfake_stream.shim.errors import ApiError
 from deepfake_stream.topics import ensure_topics
-from deepfake_stream.tracing import trace_headers
+from deepfake_stream.tracing import CORRELATION_HEADER, trace_headers
 from schemas import InputItem, Verdict, parse_headers
 
 log = logging.getLogger(__name__)
@@ -34,7 +38,8 @@ class StreamLink:
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._waiting: dict[str, asyncio.Future[Verdict]] = {}
+        self._waiting: dict[str, tuple[str, asyncio.Future[Verdict]]] = {}
+        """Correlation id -> (item id, the waiting request's future)."""
         self.ready = False
 
     async def start(self) -> None:
@@ -68,7 +73,7 @@ class StreamLink:
         if self._reader:
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
-        for fut in self._waiting.values():
+        for _, fut in self._waiting.values():
             if not fut.done():
                 fut.set_exception(ApiError(503, "stream_unavailable", "the shim is stopping"))
         if self._consumer:
@@ -81,13 +86,14 @@ class StreamLink:
         if not self.ready or self._producer is None:
             raise ApiError(503, "stream_unavailable", "the shim is not connected to the broker")
         fut: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
-        self._waiting[item.id] = fut
+        correlation = uuid.uuid4().hex  # ours, whatever the client's headers said
+        self._waiting[correlation] = (item.id, fut)
         try:
             await self._producer.send_and_wait(
                 self.settings.topics.input,
                 item.model_dump_json().encode(),
                 key=item.id.encode(),
-                headers=trace_headers(trace),
+                headers=trace_headers({**trace, CORRELATION_HEADER: correlation}),
             )
             try:
                 return await asyncio.wait_for(fut, timeout)
@@ -99,7 +105,7 @@ class StreamLink:
                     f"{timeout:g}s (HTTP_STREAM_TIMEOUT_S); is a worker running?",
                 ) from None
         finally:
-            self._waiting.pop(item.id, None)
+            self._waiting.pop(correlation, None)
 
     async def _read(self) -> None:
         assert self._consumer is not None
@@ -113,23 +119,31 @@ class StreamLink:
                 continue
             for tp, records in batches.items():
                 for record in records:
-                    key = record.key.decode("utf-8", "replace") if record.key else None
-                    fut = self._waiting.get(key) if key else None
-                    if fut is None or fut.done():
-                        continue
-                    if tp.topic == dlq:
-                        headers = parse_headers(record.headers or ())
-                        fut.set_exception(
-                            ApiError(
-                                502,
-                                "dead_lettered",
-                                {
-                                    "reason": headers.get("dlq.reason"),
-                                    "stage": headers.get("dlq.stage"),
-                                    "message": headers.get("dlq.error.message"),
-                                },
-                            )
-                        )
-                        continue
-                    with contextlib.suppress(ValueError):
-                        fut.set_result(Verdict.model_validate(json.loads(record.value)))
+                    self._answer(record, is_dead_letter=tp.topic == dlq)
+
+    def _answer(self, record: ConsumerRecord, *, is_dead_letter: bool) -> None:
+        """Resolve the request this record answers, if any is waiting for it."""
+        headers = parse_headers(record.headers or ())
+        waiting = self._waiting.get(headers.get(CORRELATION_HEADER, ""))
+        if waiting is None or waiting[1].done():
+            return
+        item_id, fut = waiting
+        if is_dead_letter:
+            fut.set_exception(
+                ApiError(
+                    502,
+                    "dead_lettered",
+                    {
+                        "reason": headers.get("dlq.reason"),
+                        "stage": headers.get("dlq.stage"),
+                        "message": headers.get("dlq.error.message"),
+                    },
+                )
+            )
+            return
+        try:
+            verdict = Verdict.model_validate(json.loads(record.value or b""))
+        except ValueError:
+            return
+        if verdict.id == item_id:  # defence in depth: a forged header never answers
+            fut.set_result(verdict)

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from deepfake_stream.embedded_broker import free_port
-from deepfake_stream.redis_store import RedisStore, text_digest
+from deepfake_stream.redis_store import DedupKey, RedisStore, text_digest
 from deepfake_stream.services import serve_router, serve_worker
 from producers.client import DetectProducer
 from routing.registry import registry_from_dict
@@ -91,7 +91,8 @@ async def test_same_text_is_a_cache_hit_without_inference(
     cached = client.get(f"{prefix}:cache:{VERSION}:{text_digest('a text seen twice')}")
     assert cached is not None and b'"score"' in cached
     assert 0 < client.ttl(f"{prefix}:cache:{VERSION}:{text_digest('new text')}") <= 86_400
-    assert client.get(f"{prefix}:published:{VERSION}:second") == b"1"
+    key = DedupKey(None, "second", VERSION, text_digest("a text seen twice"))
+    assert client.get(RedisStore(settings).published_key(key)) == b"1"
     client.close()
 
 
@@ -226,9 +227,10 @@ async def test_store_calls_answer_unknown_when_redis_is_away() -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
         assert await store.cached_scores("v", ["a", "b"]) == [None, None]
-        assert await store.already_published([("v", "id")]) == [False]
+        key = DedupKey(None, "id", "v", text_digest("a"))
+        assert await store.already_published([key]) == [False]
         await store.cache_scores("v", "m", {"a": 0.5})
-        await store.record_published([("v", "id")])
+        await store.record_published([key])
         assert loop.time() - started < 0.1  # no waiting on a Redis that is not there
     finally:
         await store.stop()

@@ -20,7 +20,7 @@ from schemas import (
     parse_input,
 )
 from schemas.dead_letter import MAX_ERROR_MESSAGE_CHARS
-from schemas.validate import MAX_METADATA_DEPTH
+from schemas.validate import DEFAULT_MAX_JSON_DEPTH
 
 MAX_TEXT_CHARS = 100
 MAX_MESSAGE_BYTES = 4_096
@@ -61,9 +61,23 @@ def test_valid_item_parses_with_defaults() -> None:
         '{"id": "a", "text": "é"}'.encode("latin-1"),
         b"",
         None,
-        b"[" * 50_000 + b"]" * 50_000,
+        b'{"id": "a", "text": "b", "metadata": {"x": NaN}}',
+        b'{"id": "a", "text": "b", "metadata": {"x": -Infinity}}',
+        b'{"id": "a", "text": "b", "tenant": "\\ud800"}',
+        b'{"id": "a", "text": "b", "metadata": {"\\udfff": 1}}',
     ],
-    ids=["garbage", "truncated", "binary", "latin1", "empty", "none", "deep"],
+    ids=[
+        "garbage",
+        "truncated",
+        "binary",
+        "latin1",
+        "empty",
+        "none",
+        "nan",
+        "inf",
+        "surrogate",
+        "surrogate-key",
+    ],
 )
 def test_unparseable_bytes_are_invalid_json(raw: bytes | None) -> None:
     if raw is not None and len(raw) > MAX_MESSAGE_BYTES:
@@ -167,6 +181,25 @@ def test_tenant_metadata_deadline_are_kept() -> None:
     assert item.deadline_ms == 123
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 1_500 + b"]" * 1_500,
+        b'{"id": "a", "text": "b", "ignored": ' + b"[" * 1_500 + b"]" * 1_500 + b"}",
+        b'{"id": "a", "text": "b", "ignored": ' + b"[" * 40 + b"]" * 40 + b"}",
+    ],
+    ids=["past-the-parser", "ignored-field-past-the-parser", "ignored-field"],
+)
+def test_json_nested_too_deep_anywhere_is_invalid_schema(raw: bytes) -> None:
+    """One documented answer (MAX_JSON_DEPTH), whether the parser could go that deep or not."""
+    assert reason_of(raw) == "invalid_schema"
+
+
+@pytest.mark.parametrize("text", [" ", "\n\t  \r\n", "\u3000\u2003"])
+def test_whitespace_only_text_is_invalid_schema(text: str) -> None:
+    assert reason_of(json.dumps({"id": "a", "text": text}).encode()) == "invalid_schema"
+
+
 def test_deeply_nested_metadata_is_rejected_at_the_edge() -> None:
     def nested(depth: int) -> object:
         value: object = 1
@@ -175,7 +208,7 @@ def test_deeply_nested_metadata_is_rejected_at_the_edge() -> None:
         return value
 
     ok = parse_input(
-        doc(metadata={"x": nested(MAX_METADATA_DEPTH - 1)}),
+        doc(metadata={"x": nested(DEFAULT_MAX_JSON_DEPTH - 1)}),
         max_text_chars=MAX_TEXT_CHARS,
         max_message_bytes=1 << 20,
     )
@@ -270,8 +303,16 @@ def test_verdict_round_trips_as_json_with_contract_keys() -> None:
         "replay",
         "tenant",
         "metadata",
+        "text_sha256",
     }
     assert Verdict.model_validate(as_json) == v
+
+
+def test_verdict_without_text_sha256_still_parses() -> None:
+    """Verdicts written before the field existed (consumers read the topic's history)."""
+    old = json.loads(verdict(0.7).model_dump_json())
+    del old["text_sha256"]
+    assert Verdict.model_validate(old).text_sha256 is None
 
 
 # --- dead letters ---------------------------------------------------------------------------

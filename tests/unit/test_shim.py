@@ -36,7 +36,7 @@ TEXT = (
 
 
 def make_client(**overrides: Any) -> TestClient:
-    values = {("api", "api_keys"): KEY, ("http", "rate_limit_rps"): 0}
+    values = {("api", "api_keys"): KEY, ("http", "rate_limit_rps"): 0, ("http", "auth_fail_rps"): 0}
     for key, value in overrides.items():
         group, field = key.split("__")
         values[(group, field)] = value
@@ -275,11 +275,17 @@ def test_text_over_max_text_chars_is_413() -> None:
 # --- 422 / 404 / 500 ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("content", [b'{"text": ', b"not json at all"])
+def test_malformed_json_is_422_invalid_json_as_on_the_stream(
+    client: TestClient, content: bytes
+) -> None:
+    r = client.post("/v1/detect", content=content, headers={"content-type": "application/json"})
+    assert "not JSON" in assert_error(r, 422, "invalid_json")["detail"]
+
+
 @pytest.mark.parametrize(
     "content",
     [
-        b'{"text": ',
-        b"not json at all",
         b"[1, 2]",
         b'{"text": ""}',
         b'{"id": "x"}',
