@@ -38,6 +38,11 @@ COMMANDS = [
     "asyncapi",
 ]
 
+# One-shot commands that need the broker ask it first (a Kafka handshake with a short
+# timeout), so a missing or wrong broker is one line and exit 2 instead of a traceback. The
+# services (router, workers, Modal bridge) wait for it at start instead (kafka.wait_for_broker).
+BROKER_COMMANDS = {"produce", "tail", "replay", "topics"}
+
 EPILOG = """\
 Every setting is an environment variable and a flag of the same name, e.g.
 KAFKA_BOOTSTRAP_SERVERS / --kafka-bootstrap-servers. `deepfake-stream <command> --help`
@@ -114,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     log = logging.getLogger("deepfake_stream")
     try:
         settings = load_settings(overrides)  # type: ignore[arg-type]
+        if args.command in BROKER_COMMANDS and not getattr(args, "print_kafka_cli", False):
+            from deepfake_stream.broker_probe import require_broker
+
+            require_broker(settings)
         return int(modules[args.command].run(args, settings) or 0)
     except ValidationError as exc:
         err = exc.errors()[0]

@@ -171,8 +171,9 @@ async def _demo(settings: Settings, stop: threading.Event) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from deepfake_stream.broker_probe import probe_sync
     from deepfake_stream.embedded_broker import EmbeddedBroker
-    from deepfake_stream.kafka import bootstrap_answers, first_bootstrap
+    from deepfake_stream.kafka import first_bootstrap
     from deepfake_stream.supervisor import Supervisor
     from deepfake_stream.topics import ensure_topics
 
@@ -181,8 +182,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         signal.signal(sig, lambda *_: stop.set())
 
     broker = None
-    if bootstrap_answers(settings):
+    found = probe_sync(settings)
+    if found.state == "kafka":
         log.info("using the Kafka broker at %s", settings.kafka.bootstrap_servers)
+    elif found.state == "not_kafka":
+        log.error(
+            "%s; stop that service, or set KAFKA_BOOTSTRAP_SERVERS (--kafka-bootstrap-servers) "
+            "to your Kafka broker or to a free local port for the embedded one",
+            found.reason,
+        )
+        return 2
     else:
         host, port = first_bootstrap(settings)
         if not _is_local(host):
