@@ -228,9 +228,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 code = 1
                 break
             supervisor.check()
+            if supervisor.failed is not None:
+                code = 2
+                break
             time.sleep(0.5)
         log.info("stopping")
         supervisor.stop_all()
+        if supervisor.failed is not None:
+            log.error(
+                "up stopped: %s cannot start with this configuration: %s",
+                supervisor.failed.role,
+                supervisor.failed.reason(),
+            )
         return code
     finally:
         if broker:
