@@ -45,8 +45,8 @@ BROKER_COMMANDS = {"produce", "tail", "replay", "topics"}
 
 EPILOG = """\
 Every setting is an environment variable and a flag of the same name, e.g.
-KAFKA_BOOTSTRAP_SERVERS / --kafka-bootstrap-servers. `deepfake-stream <command> --help`
-lists them all. Run `deepfake-stream up` for the whole system on one machine.
+KAFKA_BOOTSTRAP_SERVERS / --kafka-bootstrap-servers. `{prog} <command> --help`
+lists them all. Run `{prog} up` for the whole system on one machine.
 """
 
 
@@ -79,10 +79,15 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
+    from deepfake_stream.supervisor import runnable_command
+
+    prog = runnable_command()
     parser = argparse.ArgumentParser(
-        prog="deepfake-stream",
+        # As the user can type it here (".venv/bin/deepfake-stream" unless the venv is
+        # active), so the usage lines and hints run as printed.
+        prog=prog,
         description="Detect AI-generated text as an event-driven service on Kafka.",
-        epilog=EPILOG,
+        epilog=EPILOG.format(prog=prog),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")

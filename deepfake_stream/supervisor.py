@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,6 +40,22 @@ def console_command() -> list[str]:
     if script.exists():
         return [str(script)]
     return [sys.executable, "-m", "deepfake_stream"]
+
+
+def runnable_command() -> str:
+    """``deepfake-stream`` as the user can type it here: the bare name when the shell finds
+    this very script (an activated venv), else its path (``.venv/bin/deepfake-stream`` after
+    ``make run``), so the hints the commands print run as printed."""
+    script = Path(sys.executable).with_name("deepfake-stream")
+    found = shutil.which("deepfake-stream")
+    if found and Path(found).resolve() == script.resolve():
+        return "deepfake-stream"
+    if not script.exists():
+        return f"{Path(sys.executable).name} -m deepfake_stream"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 @dataclass

@@ -126,6 +126,7 @@ def _assign_metrics_ports(children, settings: Settings) -> None:  # type: ignore
 async def _demo(settings: Settings, stop: threading.Event) -> None:
     from consumers.reader import read_topic
     from deepfake_stream.services import liveness_view
+    from deepfake_stream.supervisor import runnable_command
     from producers.client import DetectProducer
 
     async with liveness_view(settings) as view:
@@ -153,20 +154,24 @@ async def _demo(settings: Settings, stop: threading.Event) -> None:
         v = arrival.json()
         if v.get("id") in ids:
             ids.discard(v["id"])
+            written_by = (v.get("metadata") or {}).get("written_by", "?")
             print(
-                f"  verdict {v['id']:<16} {v['label']:<5} score={v['score']:.3f} "
-                f"model={v['model_id']} backend={v['backend']} "
+                f"  verdict {v['id']:<30} {v['label']:<5} score={v['score']:.3f} "
+                f"(written by: {written_by}) model={v['model_id']} backend={v['backend']} "
                 f"latency={v['latency_ms']:.0f}ms",
                 flush=True,
             )
         if not ids or stop.is_set():
             break
     log.info(
-        "demo: %d verdicts in %.1fs%s. Send your own: deepfake-stream produce FILE.jsonl; "
-        "watch: deepfake-stream tail",
+        "demo: %d verdicts in %.1fs%s. A score is the model's estimate that a text is "
+        "AI-written, not proof (README: 'What a verdict means'). Send your own: %s produce "
+        "FILE.jsonl; watch: %s tail",
         len(items) - len(ids),
         time.monotonic() - started,
         f" ({len(ids)} missing)" if ids else "",
+        runnable_command(),
+        runnable_command(),
     )
 
 
