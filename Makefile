@@ -30,14 +30,18 @@ install-browser:
 run: install
 	$(BIN)/deepfake-stream up --demo
 
+# One line per test file with the percentage done, then the 15 slowest tests (-ra from
+# pyproject.toml lists skips with their reasons).
+PYTEST_PROGRESS := -o console_output_style=progress --durations=15
+
 ## unit + integration tests (real broker over TCP, real models); what CI runs
 test: install install-browser
-	$(BIN)/pytest -q -m "not chaos"
+	$(BIN)/pytest $(PYTEST_PROGRESS) -m "not chaos"
 
 ## the chaos suite (tests/chaos/: kills, restarts, poison, broker pause, Redis loss, Modal
 ## outage, slow batches, shim fuzzing); CI runs it after `make test`
 test-chaos: install install-redis
-	$(BIN)/pytest -q -s -m chaos --timeout 600
+	$(BIN)/pytest $(PYTEST_PROGRESS) -s -m chaos --timeout 600
 
 ## redis-server (Debian package), for the chaos test that kills its own Redis instance;
 ## without it that one test is skipped, with the reason
@@ -49,7 +53,7 @@ install-redis:
 
 ## everything, chaos suite included
 test-all: install install-browser install-redis
-	$(BIN)/pytest -q
+	$(BIN)/pytest $(PYTEST_PROGRESS)
 
 lint: install
 	$(BIN)/ruff check .

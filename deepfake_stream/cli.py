@@ -38,10 +38,15 @@ COMMANDS = [
     "asyncapi",
 ]
 
+# One-shot commands that need the broker ask it first (a Kafka handshake with a short
+# timeout), so a missing or wrong broker is one line and exit 2 instead of a traceback. The
+# services (router, workers, Modal bridge) wait for it at start instead (kafka.wait_for_broker).
+BROKER_COMMANDS = {"produce", "tail", "replay", "topics"}
+
 EPILOG = """\
 Every setting is an environment variable and a flag of the same name, e.g.
-KAFKA_BOOTSTRAP_SERVERS / --kafka-bootstrap-servers. `deepfake-stream <command> --help`
-lists them all. Run `deepfake-stream up` for the whole system on one machine.
+KAFKA_BOOTSTRAP_SERVERS / --kafka-bootstrap-servers. `{prog} <command> --help`
+lists them all. Run `{prog} up` for the whole system on one machine.
 """
 
 
@@ -74,10 +79,15 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
+    from deepfake_stream.supervisor import runnable_command
+
+    prog = runnable_command()
     parser = argparse.ArgumentParser(
-        prog="deepfake-stream",
+        # As the user can type it here (".venv/bin/deepfake-stream" unless the venv is
+        # active), so the usage lines and hints run as printed.
+        prog=prog,
         description="Detect AI-generated text as an event-driven service on Kafka.",
-        epilog=EPILOG,
+        epilog=EPILOG.format(prog=prog),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
@@ -114,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     log = logging.getLogger("deepfake_stream")
     try:
         settings = load_settings(overrides)  # type: ignore[arg-type]
+        if args.command in BROKER_COMMANDS and not getattr(args, "print_kafka_cli", False):
+            from deepfake_stream.broker_probe import require_broker
+
+            require_broker(settings)
         return int(modules[args.command].run(args, settings) or 0)
     except ValidationError as exc:
         err = exc.errors()[0]

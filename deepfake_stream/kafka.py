@@ -87,12 +87,13 @@ def bootstrap_answers(settings: Settings, timeout: float = 1.0) -> bool:
 
 
 async def wait_for_broker(settings: Settings, timeout: float = 30.0) -> None:
+    """Wait until a broker answers a Kafka handshake (not just a TCP connect); after
+    ``timeout`` s raise BrokerUnavailable, whose one line says what was tried and what to do."""
+    from deepfake_stream.broker_probe import BrokerUnavailable, probe
+
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not await asyncio.to_thread(bootstrap_answers, settings):
+    while (result := await probe(settings)).state != "kafka":
         if loop.time() > deadline:
-            raise TimeoutError(
-                f"no Kafka broker answers at {settings.kafka.bootstrap_servers} after "
-                f"{timeout:.0f}s; start one or set KAFKA_BOOTSTRAP_SERVERS"
-            )
+            raise BrokerUnavailable(f"{result.message} (waited {timeout:.0f}s)")
         await asyncio.sleep(0.2)

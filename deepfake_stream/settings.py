@@ -55,6 +55,9 @@ class KafkaSettings(BaseSettings):
     """Consumer group session timeout: how fast a dead member is noticed."""
     max_poll_interval_ms: int = Field(300_000, ge=10_000)
     """Longest time between polls before the group evicts a slow member."""
+    probe_timeout_s: float = Field(3.0, gt=0, le=60)
+    """How long commands wait for a broker to answer a Kafka metadata request before they
+    stop with "no Kafka broker answers" (a TCP connect alone does not count)."""
     fetch_max_wait_ms: int = Field(20, ge=1, le=10_000)
     """Longest a fetch may wait at the broker for data. Tansu (the embedded broker) answers a
     waiting fetch only when this runs out, not when data arrives, so aiokafka's 500 ms

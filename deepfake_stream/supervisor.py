@@ -1,18 +1,24 @@
 """`deepfake-stream up`: every service as a child process, supervised.
 
 Each child's command line is its standalone command (``deepfake-stream worker --backend
-cpu``), so operators find and signal it with ``ps``/``kill``. A child that dies is restarted
-with exponential back-off (reset once it has stayed up for a minute). Ctrl-C or SIGTERM stop
-the services first (SIGTERM: each drains its batch and commits), then the embedded broker.
+cpu``), so operators find and signal it with ``ps``/``kill``. A child that crashes is
+restarted with exponential back-off (reset once it has stayed up for a minute). A child that
+exits with CONFIG_ERROR refused to start because of its configuration: a restart would fail
+the same way, so the supervisor marks it ``failed`` with the reason it logged, and ``up``
+stops everything and exits non-zero. Ctrl-C or SIGTERM stop the services first (SIGTERM: each
+drains its batch and commits), then the embedded broker.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +27,11 @@ log = logging.getLogger(__name__)
 
 STABLE_AFTER_S = 60.0
 MAX_BACKOFF_S = 30.0
+# The exit code of every command whose settings are wrong (deepfake_stream.cli: invalid
+# setting, ConfigError, no broker, the shim refusing an open address without keys).
+CONFIG_ERROR = 2
+# "12:00:00 ERROR   [shim pid=12] deepfake_stream.shim: refusing ..." -> "refusing ..."
+_ERROR_LINE = re.compile(r" ERROR +\[[^\]]*\] [\w.]+: (?P<message>.*)")
 
 
 def console_command() -> list[str]:
@@ -29,6 +40,22 @@ def console_command() -> list[str]:
     if script.exists():
         return [str(script)]
     return [sys.executable, "-m", "deepfake_stream"]
+
+
+def runnable_command() -> str:
+    """``deepfake-stream`` as the user can type it here: the bare name when the shell finds
+    this very script (an activated venv), else its path (``.venv/bin/deepfake-stream`` after
+    ``make run``), so the hints the commands print run as printed."""
+    script = Path(sys.executable).with_name("deepfake-stream")
+    found = shutil.which("deepfake-stream")
+    if found and Path(found).resolve() == script.resolve():
+        return "deepfake-stream"
+    if not script.exists():
+        return f"{Path(sys.executable).name} -m deepfake_stream"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 @dataclass
@@ -40,10 +67,19 @@ class Child:
     restarts: int = 0
     backoff_s: float = 1.0
     restart_at: float | None = None
+    last_error: str = ""
+    """The last ERROR line the child logged (without its prefix): why it stopped."""
+    forwarder: threading.Thread | None = None
 
     @property
     def command(self) -> list[str]:
         return [*console_command(), *self.args]
+
+    def reason(self) -> str:
+        """Why the child stopped, as it said it; waits briefly for its last lines."""
+        if self.forwarder is not None:
+            self.forwarder.join(2.0)  # the child has exited: its pipe is about to close
+        return self.last_error or "see its log above"
 
 
 @dataclass
@@ -52,9 +88,17 @@ class Supervisor:
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     grace_s: float = 20.0
     stopping: bool = False
+    failed: Child | None = None
+    """A child that exited with CONFIG_ERROR: not restarted; ``up`` stops everything."""
 
     def start_child(self, child: Child) -> None:
-        child.process = subprocess.Popen(child.command, env=self.env)
+        # stderr passes through a thread that forwards every line and remembers the last
+        # ERROR, so a configuration error can be repeated as the reason `up` stops.
+        child.process = subprocess.Popen(child.command, env=self.env, stderr=subprocess.PIPE)
+        child.forwarder = threading.Thread(
+            target=_forward_stderr, args=(child, child.process), daemon=True, name=child.role
+        )
+        child.forwarder.start()
         child.started_at = time.monotonic()
         child.restart_at = None
         log.info(
@@ -79,6 +123,18 @@ class Supervisor:
                     self.start_child(child)
                 continue
             if proc is None or proc.poll() is None:
+                continue
+            if proc.returncode == CONFIG_ERROR:
+                if self.failed is None:
+                    self.failed = child
+                    log.error(
+                        "%s pid=%d exited with code %d, a configuration error: %s. Not "
+                        "restarting it (it would fail the same way).",
+                        child.role,
+                        proc.pid,
+                        proc.returncode,
+                        child.reason(),
+                    )
                 continue
             if now - child.started_at > STABLE_AFTER_S:
                 child.backoff_s = 1.0
@@ -120,3 +176,13 @@ class Supervisor:
                 child.process.pid,
                 child.process.returncode,
             )
+
+
+def _forward_stderr(child: Child, process: subprocess.Popen[bytes]) -> None:
+    assert process.stderr is not None
+    for raw in process.stderr:
+        line = raw.decode("utf-8", "replace")
+        sys.stderr.write(line)
+        sys.stderr.flush()
+        if match := _ERROR_LINE.search(line):
+            child.last_error = match["message"].strip()

@@ -50,6 +50,7 @@ def _describe(config: ModelConfig, load: bool) -> dict[str, Any]:
         "version": config.version,
         "size": config.size,
         "artifact_bytes": None,
+        "weights_bytes": _weights_bytes(config),
         "backends": list(config.chain),
         "status": "ok",
         "load_ms": None,
@@ -70,10 +71,32 @@ def _describe(config: ModelConfig, load: bool) -> dict[str, Any]:
     return row
 
 
+def _weights_bytes(config: ModelConfig) -> int:
+    """Bytes of the pretrained weights a model reads from an installed package (SmolLM2's
+    GGUF, MiniLM's safetensors), which its own artifact (a small head) does not count; an
+    ensemble counts its members'. 0 when the package is missing (the status says so)."""
+    from deepfake_stream.errors import ModelUnavailable
+
+    try:
+        if config.kind == "perplexity":
+            from models.smollm import gguf_path
+
+            return gguf_path().stat().st_size
+        if config.kind == "embedding":
+            from models.embedding import minilm_path
+
+            return sum(f.stat().st_size for f in minilm_path().rglob("*") if f.is_file())
+    except ModelUnavailable:
+        return 0
+    return sum(_weights_bytes(m) for m in config.members)
+
+
 def _size(row: dict[str, Any]) -> str:
-    if row["artifact_bytes"] is None:
+    """The size class and the bytes a worker reads: artifact plus package weights."""
+    total = (row["artifact_bytes"] or 0) + row["weights_bytes"]
+    if not total:
         return row["size"]
-    return f"{row['size']} ({row['artifact_bytes'] / 1e6:.1f} MB)"
+    return f"{row['size']} ({total / 1e6:.1f} MB)"
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,17 +1,20 @@
 """Print verdicts from detect.verdicts as they arrive (or, with --dlq, dead letters from
-detect.dlq with their dlq.* headers). Reads without a consumer group and commits nothing,
-so it never disturbs the moderation systems' consumers."""
+detect.dlq with their dlq.* headers). By default only messages that arrive after it starts;
+--from-beginning prints the retained history first. Reads without a consumer group and
+commits nothing, so it never disturbs the moderation systems' consumers."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import logging
 import sys
 
 from deepfake_stream.settings import Settings
 
 HELP = "print verdicts (or --dlq dead letters) as they arrive"
+log = logging.getLogger("deepfake_stream.tail")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +68,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             from_beginning=args.from_beginning,
             count=args.count,
             timeout=args.timeout,
+            on_ready=lambda: log.info(
+                "reading %s at %s %s",
+                topic,
+                settings.kafka.bootstrap_servers,
+                "from the oldest retained message"
+                if args.from_beginning
+                else "from now on (--from-beginning for older messages)",
+            ),
         ):
             print(_line(arrival, args.dlq, args.json), flush=True)
 

@@ -126,6 +126,7 @@ def _assign_metrics_ports(children, settings: Settings) -> None:  # type: ignore
 async def _demo(settings: Settings, stop: threading.Event) -> None:
     from consumers.reader import read_topic
     from deepfake_stream.services import liveness_view
+    from deepfake_stream.supervisor import runnable_command
     from producers.client import DetectProducer
 
     async with liveness_view(settings) as view:
@@ -153,26 +154,31 @@ async def _demo(settings: Settings, stop: threading.Event) -> None:
         v = arrival.json()
         if v.get("id") in ids:
             ids.discard(v["id"])
+            written_by = (v.get("metadata") or {}).get("written_by", "?")
             print(
-                f"  verdict {v['id']:<16} {v['label']:<5} score={v['score']:.3f} "
-                f"model={v['model_id']} backend={v['backend']} "
+                f"  verdict {v['id']:<30} {v['label']:<5} score={v['score']:.3f} "
+                f"(written by: {written_by}) model={v['model_id']} backend={v['backend']} "
                 f"latency={v['latency_ms']:.0f}ms",
                 flush=True,
             )
         if not ids or stop.is_set():
             break
     log.info(
-        "demo: %d verdicts in %.1fs%s. Send your own: deepfake-stream produce FILE.jsonl; "
-        "watch: deepfake-stream tail",
+        "demo: %d verdicts in %.1fs%s. A score is the model's estimate that a text is "
+        "AI-written, not proof (README: 'What a verdict means'). Send your own: %s produce "
+        "FILE.jsonl; watch: %s tail",
         len(items) - len(ids),
         time.monotonic() - started,
         f" ({len(ids)} missing)" if ids else "",
+        runnable_command(),
+        runnable_command(),
     )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from deepfake_stream.broker_probe import probe_sync
     from deepfake_stream.embedded_broker import EmbeddedBroker
-    from deepfake_stream.kafka import bootstrap_answers, first_bootstrap
+    from deepfake_stream.kafka import first_bootstrap
     from deepfake_stream.supervisor import Supervisor
     from deepfake_stream.topics import ensure_topics
 
@@ -181,8 +187,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         signal.signal(sig, lambda *_: stop.set())
 
     broker = None
-    if bootstrap_answers(settings):
+    found = probe_sync(settings)
+    if found.state == "kafka":
         log.info("using the Kafka broker at %s", settings.kafka.bootstrap_servers)
+    elif found.state == "not_kafka":
+        log.error(
+            "%s; stop that service, or set KAFKA_BOOTSTRAP_SERVERS (--kafka-bootstrap-servers) "
+            "to your Kafka broker or to a free local port for the embedded one",
+            found.reason,
+        )
+        return 2
     else:
         host, port = first_bootstrap(settings)
         if not _is_local(host):
@@ -219,9 +233,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 code = 1
                 break
             supervisor.check()
+            if supervisor.failed is not None:
+                code = 2
+                break
             time.sleep(0.5)
         log.info("stopping")
         supervisor.stop_all()
+        if supervisor.failed is not None:
+            log.error(
+                "up stopped: %s cannot start with this configuration: %s",
+                supervisor.failed.role,
+                supervisor.failed.reason(),
+            )
         return code
     finally:
         if broker:

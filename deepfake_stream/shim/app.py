@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deepfake_stream.kafka import bootstrap_answers
 from deepfake_stream.settings import Settings
-from deepfake_stream.shim import metrics
+from deepfake_stream.shim import docs_pages, metrics
 from deepfake_stream.shim.auth import RateLimiter, parse_keys, require_api_key
 from deepfake_stream.shim.codec import CodecRoute
 from deepfake_stream.shim.errors import ApiError, RequestIdMiddleware, error_body
@@ -178,6 +178,9 @@ def create_app(
         version="1",
         lifespan=lifespan,
         responses=ERRORS,
+        # /docs and /redoc come from docs_pages: assets shipped with the package, not a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.shim = state
     app.add_middleware(metrics.MetricsMiddleware)
@@ -187,6 +190,7 @@ def create_app(
     app.include_router(_public_routes())
     app.include_router(_api_routes(), dependencies=[Depends(require_api_key)])
     _include_clientside(app)
+    app.include_router(docs_pages.router)
     return app
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from deepfake_stream.services import serve_router, serve_worker
+from deepfake_stream.topics import ensure_topics
 from tests.conftest import unique_settings
 from tests.integration.harness import (
     cli_command,
@@ -90,3 +92,82 @@ async def test_readme_python_example_publishes_an_item(kafka_bootstrap: str) -> 
         )
     ]
     assert got and json.loads(got[0].value)["id"] == "post-123"
+
+
+async def _publish_verdicts(settings, ids: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """Several verdicts in one producer batch on one partition: the shape a worker writes,
+    and the one the embedded broker's ListOffsets answers wrongly (see seek_to_true_end)."""
+    from deepfake_stream.kafka import make_producer
+
+    producer = make_producer(settings, role="test")
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(
+                settings.topics.verdicts,
+                json.dumps({"id": i, "label": "ai", "score": 0.9}).encode(),
+                key=i.encode(),
+                partition=0,
+            )
+            for i in ids
+        ]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
+def _start_tail(settings, *args: str) -> tuple[subprocess.Popen[str], list[str]]:  # type: ignore[no-untyped-def]
+    """`tail --json` as a user starts it; returns once it says it is reading."""
+    proc = subprocess.Popen(
+        cli_command("tail", "--json", "--timeout", "60", *args),
+        env=settings_env(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    seen: list[str] = []
+    for line in proc.stderr:  # blocks until tail is positioned (or exits)
+        seen.append(line)
+        if "reading " in line:
+            break
+    assert any("reading " in s for s in seen), "".join(seen)
+    return proc, seen
+
+
+async def test_tail_by_default_prints_only_verdicts_that_arrive_after_it_starts(
+    kafka_bootstrap: str,
+) -> None:
+    settings = unique_settings(kafka_bootstrap)
+    await ensure_topics(settings)
+    await _publish_verdicts(settings, ["old-1", "old-2", "old-3", "old-4"])
+    proc, _ = await asyncio.to_thread(_start_tail, settings, "--count", "2")
+    try:
+        await _publish_verdicts(settings, ["new-1", "new-2"])
+        out, err = await asyncio.to_thread(proc.communicate, timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert [json.loads(line)["id"] for line in out.splitlines()] == ["new-1", "new-2"]
+
+
+async def test_tail_from_beginning_prints_the_history_first(kafka_bootstrap: str) -> None:
+    settings = unique_settings(kafka_bootstrap)
+    await ensure_topics(settings)
+    await _publish_verdicts(settings, ["old-1", "old-2", "old-3"])
+    proc, seen = await asyncio.to_thread(_start_tail, settings, "--from-beginning", "--count", "4")
+    try:
+        await _publish_verdicts(settings, ["new-1"])
+        out, err = await asyncio.to_thread(proc.communicate, timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "from the oldest" in "".join(seen)
+    assert [json.loads(line)["id"] for line in out.splitlines()] == [
+        "old-1",
+        "old-2",
+        "old-3",
+        "new-1",
+    ]

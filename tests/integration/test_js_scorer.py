@@ -100,7 +100,7 @@ def shim(kafka_bootstrap: str) -> Iterator[str]:
         thread.join(timeout=30)
 
 
-def dump_dom(url: str, tmp_path: Path) -> str:
+def dump_dom(url: str, tmp_path: Path, extra_flags: list[str] | None = None) -> str:
     """The page's DOM once its scripts have run (virtual time lets fetches finish first)."""
     assert CHROMIUM is not None
     done = subprocess.run(
@@ -115,6 +115,7 @@ def dump_dom(url: str, tmp_path: Path) -> str:
             "--no-first-run",
             f"--user-data-dir={tmp_path / 'chromium-profile'}",
             "--virtual-time-budget=30000",
+            *(extra_flags or []),
             "--dump-dom",
             url,
         ],

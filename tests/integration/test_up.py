@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from deepfake_stream.embedded_broker import free_port
+from deepfake_stream.supervisor import console_command
 from schemas import Verdict
+from tests.conftest import unique_settings
+from tests.integration.harness import settings_env
 from tests.integration.test_pipeline import MALFORMED, SAMPLES
 from tests.system import Outcome, deepfake_up, percentile, read_outputs, wait_for_verdict_of
 
@@ -71,3 +76,25 @@ async def test_up_scores_2000_texts_and_dead_letters_8_malformed(tmp_path) -> No
         assert up.process.wait(60) == 0
         assert up.children() == [], "every child stopped with up"
     assert "stopping" in up.log()
+
+
+def test_up_stops_and_says_why_when_a_service_is_misconfigured(kafka_bootstrap: str) -> None:
+    """The shim refuses 0.0.0.0 without API keys: a restart cannot help, so `up` stops
+    everything and exits 2 with the shim's reason instead of retrying it for ever."""
+    env = settings_env(unique_settings(kafka_bootstrap))
+    env.pop("DETECT_API_KEYS", None)
+    env.update(HTTP_HOST="0.0.0.0", HTTP_PORT=str(free_port()), WORKER_CPU_WORKERS="0")
+    started = time.monotonic()
+    proc = subprocess.run(
+        [*console_command(), "up", "--timeout", "120"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "up stopped: shim cannot start" in last and "DETECT_API_KEYS" in last
+    assert "restarting in" not in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert time.monotonic() - started < 120

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from deepfake_stream import cli
 from deepfake_stream.commands import router as router_command
 from deepfake_stream.embedded_broker import free_port
 from deepfake_stream.settings import Settings, all_fields, env_name, flag_name
+from deepfake_stream.supervisor import runnable_command
 
 SCRIPT = Path(sys.executable).with_name("deepfake-stream")
 CORE_COMMANDS = {"up", "router", "worker", "produce", "tail", "models", "topics"}
@@ -98,7 +100,27 @@ def test_help_survives_percent_signs(
 
 def test_no_command_prints_help_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main([]) == 2
-    assert "usage: deepfake-stream" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert re.search(r"usage: \S*deepfake-stream", out)
+    assert "Run `" + runnable_command() + " up`" in " ".join(out.split())
+
+
+def test_printed_command_is_runnable_as_printed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Outside an activated venv the hints say `.venv/bin/deepfake-stream`, which the shell
+    finds from the project folder; inside one, the bare name."""
+    venv_bin = tmp_path / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    script = venv_bin / "deepfake-stream"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(venv_bin / "python"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert runnable_command() == ".venv/bin/deepfake-stream"
+    monkeypatch.setenv("PATH", f"{venv_bin}:/usr/bin:/bin")  # `source .venv/bin/activate`
+    assert runnable_command() == "deepfake-stream"
 
 
 def test_unknown_command_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

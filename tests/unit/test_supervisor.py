@@ -23,6 +23,10 @@ import pathlib, signal, sys, time
 mode = sys.argv[1]
 if mode == "exit":
     sys.exit(3)
+if mode == "config":
+    print("12:00:00 INFO    [shim pid=1] x: starting", file=sys.stderr)
+    print("12:00:00 ERROR   [shim pid=1] x: refusing: set DETECT_API_KEYS", file=sys.stderr)
+    sys.exit(2)
 if mode == "ignore-term":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 pathlib.Path(sys.argv[2]).write_text("ready")
@@ -87,6 +91,27 @@ def test_exited_child_is_restarted_after_its_backoff(fake_console: None, clock: 
     assert child.restarts == 1
     assert child.restart_at is None
     wait_exit(child)
+
+
+def test_configuration_error_is_not_restarted_and_names_the_reason(
+    fake_console: None, clock: Clock, capfd: pytest.CaptureFixture[str]
+) -> None:
+    wrong = Child("shim", ["config"])
+    crashy = Child("crashy", ["exit"])
+    supervisor = Supervisor([wrong, crashy])
+    supervisor.start_all()
+    wait_exit(wrong)
+    wait_exit(crashy)
+    supervisor.check()
+    assert supervisor.failed is wrong
+    assert wrong.restart_at is None  # never scheduled for a restart
+    assert crashy.restart_at is not None  # a crash still is
+    assert wrong.reason() == "refusing: set DETECT_API_KEYS"
+    clock.t += 60
+    supervisor.check()
+    assert wrong.restarts == 0
+    assert "refusing: set DETECT_API_KEYS" in capfd.readouterr().err  # forwarded as it came
+    wait_exit(crashy)
 
 
 def test_backoff_doubles_up_to_the_cap(fake_console: None, clock: Clock) -> None:

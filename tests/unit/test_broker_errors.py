@@ -1,0 +1,107 @@
+"""A missing or wrong broker: every command that needs one says so in one line (what was
+tried, what to do) and exits 2, with no traceback, quickly. No broker runs here: one case has
+nothing listening, the others a plain TCP server that is not Kafka."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deepfake_stream.embedded_broker import free_port
+from deepfake_stream.supervisor import console_command
+
+
+def _serve(listener: socket.socket, reply: bytes) -> None:
+    held = []
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        held.append(conn)  # keep it open: a silent peer must not look like a closed one
+        if reply:
+            with contextlib.suppress(OSError):
+                conn.sendall(reply)
+
+
+GARBAGE = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" * 4
+
+
+def _listening(reply: bytes) -> Iterator[str]:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    threading.Thread(target=_serve, args=(listener, reply), daemon=True).start()
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+
+
+@pytest.fixture(params=["silent", "garbage"])
+def not_kafka(request: pytest.FixtureRequest) -> Iterator[str]:
+    """An address where a plain TCP server listens: silent, or answering HTTP."""
+    yield from _listening(b"" if request.param == "silent" else GARBAGE)
+
+
+@pytest.fixture(params=["nothing", "silent", "garbage"])
+def wrong_broker(request: pytest.FixtureRequest) -> Iterator[str]:
+    """An address where no Kafka broker answers."""
+    if request.param == "nothing":
+        yield f"127.0.0.1:{free_port()}"
+    else:
+        yield from _listening(b"" if request.param == "silent" else GARBAGE)
+
+
+def _run(bootstrap: str, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap, KAFKA_PROBE_TIMEOUT_S="1")
+    started = time.monotonic()
+    proc = subprocess.run(
+        [*console_command(), *args], env=env, capture_output=True, text=True, timeout=60
+    )
+    return proc, time.monotonic() - started
+
+
+def _assert_one_clean_line(proc: subprocess.CompletedProcess[str], bootstrap: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert bootstrap in lines[0]
+    assert "Traceback" not in proc.stderr and "Unclosed" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["produce", "ITEMS"], ["tail"], ["tail", "--dlq"], ["replay", "--all"], ["topics"]],
+    ids=lambda a: " ".join(a),
+)
+def test_a_command_without_a_broker_says_what_to_do_in_one_line(
+    wrong_broker: str, args: list[str], tmp_path: Path
+) -> None:
+    items = tmp_path / "items.jsonl"
+    items.write_text('{"id": "a", "text": "hello"}\n')
+    proc, took = _run(wrong_broker, *[str(items) if a == "ITEMS" else a for a in args])
+    _assert_one_clean_line(proc, wrong_broker)
+    assert "KAFKA_BOOTSTRAP_SERVERS" in proc.stderr and "make run" in proc.stderr
+    assert took < 20
+
+
+def test_up_refuses_a_port_where_something_else_listens_quickly(not_kafka: str) -> None:
+    proc, took = _run(not_kafka, "up", "--timeout", "1")
+    _assert_one_clean_line(proc, not_kafka)
+    assert "does not answer as a Kafka broker" in proc.stderr
+    assert took < 20
+
+
+def test_topics_print_kafka_cli_needs_no_broker() -> None:
+    proc, _ = _run(f"127.0.0.1:{free_port()}", "topics", "--print-kafka-cli")
+    assert proc.returncode == 0, proc.stderr
+    assert "kafka-topics" in proc.stdout
