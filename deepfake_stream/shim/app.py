@@ -33,11 +33,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from deepfake_stream.kafka import bootstrap_answers
 from deepfake_stream.settings import Settings
 from deepfake_stream.shim import metrics
-from deepfake_stream.shim.auth import RateLimiter, parse_keys, require_api_key
+from deepfake_stream.shim.audit import AuditMiddleware, note, text_digest
+from deepfake_stream.shim.auth import (
+    Principal,
+    RateLimiter,
+    parse_keys,
+    parse_principals,
+    require_api_key,
+)
 from deepfake_stream.shim.errors import ApiError, RequestIdMiddleware, error_body
+from deepfake_stream.shim.history import StoreLink, history_routes, principal
 from deepfake_stream.shim.limits import BodyLimitMiddleware
 from deepfake_stream.shim.scoring import InProcessScorer, Plan
 from deepfake_stream.shim.via_stream import StreamLink
+from deepfake_stream.store.audit import AuditWriter
 from deepfake_stream.tracing import (
     carrier_of,
     headers_carrier,
@@ -90,7 +99,10 @@ class ShimState:
     liveness: LivenessView
     limiter: RateLimiter
     api_keys: tuple[bytes, ...]
+    store: StoreLink
+    principals: tuple[Principal, ...] = ()
     connect_kafka: bool = True
+    connect_store: bool = True
     kafka_connected: bool = False
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -129,9 +141,12 @@ def create_app(
     registry: Registry | None = None,
     detectors: dict[str, Detector] | None = None,
     connect_kafka: bool = True,
+    connect_store: bool | None = None,
 ) -> FastAPI:
     """The shim app. ``detectors`` (tests) replace the shim's own loading for those models;
-    ``connect_kafka=False`` serves in-process only (unit tests, no broker)."""
+    ``connect_kafka=False`` serves in-process only (unit tests, no broker);
+    ``connect_store`` (default: as ``connect_kafka``) connects the verdict store and the
+    audit log."""
     if registry is None:
         from deepfake_stream.services import registry_for
 
@@ -147,7 +162,16 @@ def create_app(
         liveness=liveness,
         limiter=RateLimiter(settings.http.rate_limit_rps, settings.http.rate_limit_burst),
         api_keys=parse_keys(settings),
+        principals=parse_principals(settings),
+        store=StoreLink(
+            settings=settings,
+            audit=AuditWriter(
+                queue_size=settings.database.audit_queue_size,
+                retry_max_s=settings.database.connect_retry_max_s,
+            ),
+        ),
         connect_kafka=connect_kafka,
+        connect_store=connect_kafka if connect_store is None else connect_store,
     )
 
     @contextlib.asynccontextmanager
@@ -155,6 +179,8 @@ def create_app(
         await state.scorer.start()
         if state.connect_kafka:
             state.tasks.append(asyncio.create_task(state.connect(), name="shim-connect"))
+        if state.connect_store:
+            state.store.start()
         try:
             yield
         finally:
@@ -165,6 +191,7 @@ def create_app(
                 await state.stream.stop()
                 await state.liveness.stop()
             await state.scorer.stop()
+            await state.store.stop()
 
     app = FastAPI(
         title="deepfake-stream",
@@ -176,10 +203,12 @@ def create_app(
     app.state.shim = state
     app.add_middleware(metrics.MetricsMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.http.max_body_bytes)
+    app.add_middleware(AuditMiddleware, writer=state.store.audit)
     app.add_middleware(RequestIdMiddleware)
     _install_error_handlers(app)
     app.include_router(_public_routes())
     app.include_router(_api_routes(), dependencies=[Depends(require_api_key)])
+    app.include_router(history_routes(), dependencies=[Depends(require_api_key)])
     _include_clientside(app)
     return app
 
@@ -358,6 +387,7 @@ async def _detect_many(
 ) -> list[dict[str, Any]]:
     """Verdicts for ``bodies`` in order: in-process items of one model scored as one batch,
     stream items awaited concurrently."""
+    bodies = _bind_tenant(principal(request), bodies)
     first_seen = now_ms()
     request_headers = [(k, v.encode()) for k, v in request.headers.items()]
     received = headers_carrier(request_headers)
@@ -377,16 +407,35 @@ async def _detect_many(
             "deepfake.via": via or "inprocess",
         },
     )
+    note(request, texts=[text_digest(b.text) for b in bodies])
     try:
-        return await _detect_traced(
+        answers = await _detect_traced(
             state, bodies, via, first_seen, carrier_of(span, trace_from_headers(request_headers))
         )
+        note(
+            request,
+            verdict_ids=[a["id"] for a in answers],
+            model_id=",".join(sorted({a["model_id"] for a in answers})),
+        )
+        return answers
     except ApiError as exc:
         span.set_attribute("http.response.status_code", exc.status)
         span.set_status(Status(StatusCode.ERROR, exc.code))
         raise
     finally:
         span.end()
+
+
+def _bind_tenant(who: Principal, bodies: list[DetectRequest]) -> list[DetectRequest]:
+    """A tenant-bound key writes only its own tenant: unset becomes its tenant, another
+    tenant is refused (403) before anything is scored or published."""
+    if who.tenant is None:
+        return bodies
+    if any(b.tenant is not None and b.tenant != who.tenant for b in bodies):
+        raise ApiError(403, "forbidden_tenant", "this API key is bound to another tenant")
+    return [
+        b if b.tenant == who.tenant else b.model_copy(update={"tenant": who.tenant}) for b in bodies
+    ]
 
 
 async def _detect_traced(

@@ -1,0 +1,73 @@
+"""The store's stage handler: a batch of verdicts and dead letters in one transaction.
+
+``handle`` returns only after the transaction commits, and StageRunner commits the Kafka
+offsets only after ``handle`` returns: at-least-once into the database. A redelivered
+message hits the unique (topic, partition, offset) and is skipped, so it is stored once;
+a re-score is a new message, hence a new row. When the database is unreachable ``handle``
+raises and StageRunner re-reads the batch with bounded back-off (the same path every stage
+uses), so the store waits and catches up without exiting.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka.structs import ConsumerRecord
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from consumers.stage import BatchResult
+from deepfake_stream.store.rows import dead_letter_row, verdict_row
+from deepfake_stream.store.schema import dead_letters, verdicts
+
+log = logging.getLogger(__name__)
+SOURCE = ("topic", "partition", "offset")
+
+
+async def insert_new(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> int:
+    """Insert ``rows``, skipping any whose source message is stored already; returns how many
+    were new."""
+    if not rows:
+        return 0
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(table).on_conflict_do_nothing(index_elements=list(SOURCE))
+    result = await conn.execute(statement, rows)
+    return max(result.rowcount, 0) if result.rowcount is not None else 0
+
+
+class StoreHandler:
+    def __init__(self, engine: AsyncEngine, *, verdict_topic: str, dlq_topic: str) -> None:
+        self.engine = engine
+        self.verdict_topic = verdict_topic
+        self.dlq_topic = dlq_topic
+        self.verdicts = 0
+        self.dead = 0
+        self.skipped = 0
+        """Messages on the verdict topic that are not verdicts: logged, never stored."""
+
+    async def handle(self, records: Sequence[ConsumerRecord]) -> BatchResult:
+        now = datetime.now(UTC)
+        v_rows: list[dict[str, Any]] = []
+        d_rows: list[dict[str, Any]] = []
+        for r in records:
+            if r.topic == self.dlq_topic:
+                d_rows.append(dead_letter_row(r, now))
+                continue
+            row = verdict_row(r, now)
+            if row is None:
+                self.skipped += 1
+                log.warning("%s/%d@%d is not a verdict; not stored", r.topic, r.partition, r.offset)
+            else:
+                v_rows.append(row)
+        async with self.engine.begin() as conn:  # one transaction; committed on exit
+            await insert_new(conn, verdicts, v_rows)
+            await insert_new(conn, dead_letters, d_rows)
+        self.verdicts += len(v_rows)
+        self.dead += len(d_rows)
+        return BatchResult()
