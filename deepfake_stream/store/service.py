@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from consumers.stage import StageRunner
 from deepfake_stream.kafka import make_consumer
+from deepfake_stream.metrics import metrics_server
 from deepfake_stream.settings import Settings
 from deepfake_stream.store import queries
 from deepfake_stream.store.db import make_engine, redacted_url, upgrade_with_retry
@@ -76,7 +77,10 @@ async def serve_store(
             )
             pruning = asyncio.create_task(_prune_forever(engine, settings), name="prune")
             try:
-                n = await _run_stage(settings, runner, role="store", count=count, timeout=timeout)
+                with metrics_server(settings, "store"):  # consumer lag of <prefix>.store
+                    n = await _run_stage(
+                        settings, runner, role="store", count=count, timeout=timeout
+                    )
             finally:
                 pruning.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
