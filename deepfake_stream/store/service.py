@@ -86,10 +86,12 @@ async def serve_store(
                 with contextlib.suppress(asyncio.CancelledError):
                     await pruning
             log.info(
-                "store stopped after %d messages: %d verdicts, %d dead letters, %d skipped",
+                "store stopped after %d messages: %d verdicts, %d dead letters (%d stored "
+                "already), %d not verdicts",
                 n,
                 handler.verdicts,
                 handler.dead,
+                handler.redelivered,
                 handler.skipped,
             )
             return n

@@ -37,8 +37,10 @@ async def insert_new(conn: AsyncConnection, table: Table, rows: list[dict[str, A
     else:
         from sqlalchemy.dialects.sqlite import insert
     statement = insert(table).on_conflict_do_nothing(index_elements=list(SOURCE))
-    result = await conn.execute(statement, rows)
-    return max(result.rowcount, 0) if result.rowcount is not None else 0
+    # RETURNING counts the new rows on both databases (asyncpg reports no rowcount for a
+    # multi-row insert); SQLAlchemy sends the rows as a few multi-VALUES statements.
+    result = await conn.execute(statement.returning(table.c.pk), rows)
+    return len(result.all())
 
 
 class StoreHandler:
@@ -50,6 +52,8 @@ class StoreHandler:
         self.dead = 0
         self.skipped = 0
         """Messages on the verdict topic that are not verdicts: logged, never stored."""
+        self.redelivered = 0
+        """Messages stored already (re-read after a crash or a failed batch): skipped."""
 
     async def handle(self, records: Sequence[ConsumerRecord]) -> BatchResult:
         now = datetime.now(UTC)
@@ -66,8 +70,9 @@ class StoreHandler:
             else:
                 v_rows.append(row)
         async with self.engine.begin() as conn:  # one transaction; committed on exit
-            await insert_new(conn, verdicts, v_rows)
-            await insert_new(conn, dead_letters, d_rows)
+            new = await insert_new(conn, verdicts, v_rows)
+            new += await insert_new(conn, dead_letters, d_rows)
+        self.redelivered += len(v_rows) + len(d_rows) - new
         self.verdicts += len(v_rows)
         self.dead += len(d_rows)
         return BatchResult()

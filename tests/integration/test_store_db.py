@@ -101,6 +101,7 @@ async def test_redelivery_is_stored_once_and_a_rescore_is_a_new_row(store_url: s
     try:
         await handler.handle([first, dead])
         await handler.handle([first, dead, rescore])  # redelivered, plus a re-score
+        assert handler.redelivered == 2
         assert await _count(engine, verdicts) == 2
         assert await _count(engine, dead_letters) == 1
         history = await queries.history(engine, "x", None)
