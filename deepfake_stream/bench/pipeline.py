@@ -188,6 +188,7 @@ async def run_pipeline(
                     verdicts_done=verdicts_done,
                     pipeline_items_per_s=saturation.items_per_s,
                 )
+                figure.capacity_rows_per_s = await bench_store.capacity(s, n)
             children.check()
             half_rate = saturation.items_per_s / 2
             paced_n = int(min(max(half_rate * paced_s, 50), max(n, 50)))

@@ -276,7 +276,16 @@ def render(
         parts.append(
             "store (saturation run's verdicts -> database rows, committed)\n"
             + table(
-                ["model", "database", "rows", "rows/s", "pipeline items/s", "lag s", "keeps up"],
+                [
+                    "model",
+                    "database",
+                    "rows",
+                    "rows/s",
+                    "pipeline items/s",
+                    "lag s",
+                    "store alone rows/s",
+                    "keeps up",
+                ],
                 [
                     [
                         p.model_id,
@@ -285,6 +294,7 @@ def render(
                         p.store.rows_per_s,
                         p.store.pipeline_items_per_s,
                         p.store.lag_s,
+                        p.store.capacity_rows_per_s,
                         "yes" if p.store.keeps_up else "NO",
                     ]
                     for p in stores
