@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deepfake_stream.shim.auth import API_KEY_HEADER, key_id
 from deepfake_stream.store.audit import AuditWriter
+from deepfake_stream.store.rows import clean
 
 UNRECORDED = frozenset({"/healthz", "/readyz", "/metrics"})
 _KEY_HEADER = API_KEY_HEADER.lower().encode()
@@ -71,18 +72,20 @@ class AuditMiddleware:
         given = next((v.decode("latin-1") for k, v in scope["headers"] if k == _KEY_HEADER), None)
         audit = state.get("audit", {})
         client = scope.get("client")
-        return {
-            "at": at,
-            "request_id": str(state.get("request_id", ""))[:128] or None,
-            # A rejected key is fingerprinted too: failed attempts show up in the log.
-            "key_id": principal.key_id if principal else key_id(given),
-            "tenant": principal.tenant if principal else None,
-            "method": scope["method"][:16],
-            "endpoint": scope["path"][:512],
-            "status": status,
-            "model_id": audit.get("model_id"),
-            "verdict_ids": audit.get("verdict_ids"),
-            "texts": audit.get("texts"),
-            "client": client[0][:128] if client else None,
-            "duration_ms": round(elapsed * 1000, 3),
-        }
+        return clean(
+            {
+                "at": at,
+                "request_id": str(state.get("request_id", ""))[:128] or None,
+                # A rejected key is fingerprinted too: failed attempts show up in the log.
+                "key_id": principal.key_id if principal else key_id(given),
+                "tenant": principal.tenant if principal else None,
+                "method": scope["method"][:16],
+                "endpoint": scope["path"][:512],
+                "status": status,
+                "model_id": audit.get("model_id"),
+                "verdict_ids": audit.get("verdict_ids"),
+                "texts": audit.get("texts"),
+                "client": client[0][:128] if client else None,
+                "duration_ms": round(elapsed * 1000, 3),
+            }
+        )

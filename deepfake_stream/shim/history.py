@@ -75,6 +75,18 @@ def tenant_scope(request: Request, asked: str | None) -> str | None:
     return bound
 
 
+def _checked(**values: Any) -> None:
+    """422 for what no database can hold: NUL in a string, a time out of range in UTC."""
+    for name, value in values.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise ApiError(422, "invalid_request", f"{name} contains a NUL character")
+        if isinstance(value, datetime):
+            try:
+                queries.utc(value)
+            except OverflowError as exc:
+                raise ApiError(422, "invalid_request", f"{name} is out of range") from exc
+
+
 def _engine(request: Request) -> AsyncEngine:
     store: StoreLink = request.app.state.shim.store
     if not store.ready or store.engine is None:
@@ -104,6 +116,7 @@ def history_routes() -> APIRouter:
 
     @router.get("/verdicts/{item_id}", summary="An item's verdicts and dead letters, newest first")
     async def item_history(item_id: str, request: Request) -> dict[str, Any]:
+        _checked(id=item_id)
         tenant = tenant_scope(request, None)
         entries = await _guarded(queries.history(_engine(request), item_id, tenant))
         if not entries:
@@ -122,6 +135,7 @@ def history_routes() -> APIRouter:
         limit: Limit = 100,
         cursor: str | None = None,
     ) -> dict[str, Any]:
+        _checked(tenant=tenant, model_id=model_id, since=since, until=until, cursor=cursor)
         where = queries.VerdictFilter(
             tenant=tenant_scope(request, tenant),
             label=label,
@@ -143,6 +157,7 @@ def history_routes() -> APIRouter:
         bucket: Literal["hour", "day"] = "hour",
         tenant: str | None = None,
     ) -> dict[str, Any]:
+        _checked(tenant=tenant, since=since, until=until)
         scope = tenant_scope(request, tenant)
         rows = await _guarded(
             queries.stats(_engine(request), tenant=scope, since=since, until=until, bucket=bucket)
@@ -159,6 +174,7 @@ def history_routes() -> APIRouter:
         limit: Limit = 100,
         cursor: str | None = None,
     ) -> dict[str, Any]:
+        _checked(tenant=tenant, key_id=key_id, since=since, until=until, cursor=cursor)
         who = principal(request)
         if not who.admin:
             raise ApiError(403, "forbidden", "the audit log needs an admin key (key:tenant:admin)")

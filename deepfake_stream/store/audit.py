@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from sqlalchemy import insert
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from deepfake_stream.store.schema import audit_log
@@ -72,6 +73,9 @@ class AuditWriter:
                         await conn.execute(insert(audit_log), batch)
                     self.written += len(batch)
                     break
+                except (DataError, IntegrityError, UnicodeError):
+                    await self._one_by_one(batch)  # a refused row must not block the log
+                    break
                 except Exception as exc:
                     log.warning(
                         "audit write of %d rows failed (%s); retrying in %.1fs",
@@ -83,3 +87,14 @@ class AuditWriter:
                     delay = min(delay * 2, self.retry_max_s)
             for _ in batch:
                 self.queue.task_done()
+
+    async def _one_by_one(self, batch: list[dict[str, Any]]) -> None:
+        assert self._engine is not None
+        for row in batch:
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.execute(insert(audit_log), [row])
+                self.written += 1
+            except Exception as exc:
+                self.dropped += 1
+                log.error("audit row refused by the database (%s); dropped", type(exc).__name__)

@@ -18,15 +18,38 @@ from aiokafka.structs import ConsumerRecord
 from schemas import parse_headers
 
 
+def clean(value: Any) -> Any:
+    """What any database accepts: no NUL (PostgreSQL rejects it in text) and no lone
+    surrogate (not encodable as UTF-8), in every string of a decoded JSON document. A client
+    controls these bytes; one odd character must never stall the store."""
+    if isinstance(value, str):
+        if value.isascii() and "\x00" not in value:
+            return value
+        return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {clean(k): clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean(v) for v in value]
+    return value
+
+
+def _document(raw: bytes | None) -> Any:
+    """The JSON document in ``raw``, cleaned; None when it is not JSON (or absurdly deep)."""
+    try:
+        return clean(json.loads(raw or b""))
+    except (ValueError, TypeError, RecursionError):
+        return None
+
+
 def parse_time(value: Any) -> datetime | None:
     """ISO 8601 (``...Z`` included) -> aware UTC datetime; None when absent or malformed."""
     if not isinstance(value, str) or not value:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _str(value: Any, limit: int) -> str | None:
@@ -52,10 +75,7 @@ def text_length_of(verdict: dict[str, Any]) -> int | None:
 
 def verdict_row(record: ConsumerRecord, now: datetime) -> dict[str, Any] | None:
     """None for a message that is not a verdict (logged by the caller, never stored)."""
-    try:
-        v = json.loads(record.value)
-    except (ValueError, TypeError):
-        return None
+    v = _document(record.value)
     if not isinstance(v, dict) or not isinstance(v.get("id"), str):
         return None
     score = _num(v.get("score"))
@@ -94,17 +114,14 @@ def verdict_row(record: ConsumerRecord, now: datetime) -> dict[str, Any] | None:
 def dead_letter_row(record: ConsumerRecord, now: datetime) -> dict[str, Any]:
     """Every dead letter is stored, whatever its bytes: id and tenant when they parse."""
     value: bytes = record.value or b""
-    headers = parse_headers(record.headers or [])
+    headers = clean(parse_headers(record.headers or []))
     item_id = tenant = None
-    try:
-        doc = json.loads(value)
-    except (ValueError, TypeError):
-        doc = None
+    doc = _document(value)
     if isinstance(doc, dict):
         item_id = _str(doc.get("id"), 128)
         tenant = _str(doc.get("tenant"), 255)
     if item_id is None and record.key:
-        item_id = record.key.decode("utf-8", "replace")[:128]
+        item_id = clean(record.key.decode("utf-8", "replace"))[:128]
 
     def number(name: str) -> int | None:
         try:

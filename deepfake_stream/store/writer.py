@@ -6,6 +6,11 @@ message hits the unique (topic, partition, offset) and is skipped, so it is stor
 a re-score is a new message, hence a new row. When the database is unreachable ``handle``
 raises and StageRunner re-reads the batch with bounded back-off (the same path every stage
 uses), so the store waits and catches up without exiting.
+
+Rows are cleaned first (rows.py), so no client-controlled byte should make the database
+refuse one. Should one still be refused (a data error, not a connection error), the batch is
+written row by row and the refused row is logged and skipped: one bad message never stalls
+the store (the message itself stays on its topic).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy import Table
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from consumers.stage import BatchResult
@@ -54,6 +60,9 @@ class StoreHandler:
         """Messages on the verdict topic that are not verdicts: logged, never stored."""
         self.redelivered = 0
         """Messages stored already (re-read after a crash or a failed batch): skipped."""
+        self.rejected = 0
+        """Messages the database refused even after cleaning: logged and skipped."""
+        self.rejected_now = 0
 
     async def handle(self, records: Sequence[ConsumerRecord]) -> BatchResult:
         now = datetime.now(UTC)
@@ -69,10 +78,35 @@ class StoreHandler:
                 log.warning("%s/%d@%d is not a verdict; not stored", r.topic, r.partition, r.offset)
             else:
                 v_rows.append(row)
-        async with self.engine.begin() as conn:  # one transaction; committed on exit
-            new = await insert_new(conn, verdicts, v_rows)
-            new += await insert_new(conn, dead_letters, d_rows)
-        self.redelivered += len(v_rows) + len(d_rows) - new
+        try:
+            async with self.engine.begin() as conn:  # one transaction; committed on exit
+                new = await insert_new(conn, verdicts, v_rows)
+                new += await insert_new(conn, dead_letters, d_rows)
+        except (DataError, IntegrityError, UnicodeError) as exc:
+            log.warning("batch refused (%s); writing it row by row", type(exc).__name__)
+            new = await self._one_by_one(verdicts, v_rows) + await self._one_by_one(
+                dead_letters, d_rows
+            )
+        self.redelivered += len(v_rows) + len(d_rows) - new - self.rejected_now
+        self.rejected_now = 0
         self.verdicts += len(v_rows)
         self.dead += len(d_rows)
         return BatchResult()
+
+    async def _one_by_one(self, table: Table, rows: list[dict[str, Any]]) -> int:
+        new = 0
+        for row in rows:
+            try:
+                async with self.engine.begin() as conn:
+                    new += await insert_new(conn, table, [row])
+            except (DataError, IntegrityError, UnicodeError) as exc:
+                self.rejected += 1
+                self.rejected_now += 1
+                log.error(
+                    "%s/%d@%d refused by the database (%s); not stored",
+                    row["topic"],
+                    row["partition"],
+                    row["offset"],
+                    type(exc).__name__,
+                )
+        return new

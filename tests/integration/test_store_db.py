@@ -5,6 +5,7 @@ concurrent inserts, stats, retention."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -199,5 +200,33 @@ async def test_filters_stats_and_retention(store_url: str) -> None:
         assert await queries.history(engine, "gone", None) == []
         async with engine.connect() as conn:
             assert (await conn.execute(text("SELECT count(*) FROM verdicts"))).scalar() == 8
+    finally:
+        await engine.dispose()
+
+
+async def test_hostile_bytes_never_stall_the_store(store_url: str) -> None:
+    engine = db.make_engine(db_settings(store_url))
+    await db.upgrade(engine)
+    handler = StoreHandler(engine, verdict_topic="detect.verdicts", dlq_topic="detect.dlq")
+    nasty = verdict_doc("n\x00ul", tenant="t\ud800", metadata={"k\x00": ["\udfff", "x\x00"]})
+    raw = json.dumps(nasty).encode()  # lone surrogates travel as \\ud800 escapes
+    deep = b"[" * 100_000 + b"]" * 100_000
+    dead_nul = b'{"id": "d\\u0000", "tenant": "\\ud800"}'
+    try:
+        await handler.handle(
+            [
+                record(raw, offset=0),
+                record(deep, offset=1),  # not a verdict: skipped, never a crash
+                record(dead_nul, topic="detect.dlq", offset=0),
+                record(deep, topic="detect.dlq", offset=1, key=b"k\x00"),
+            ]
+        )
+        assert await _count(engine, verdicts) == 1 and await _count(engine, dead_letters) == 2
+        assert handler.skipped == 1 and handler.rejected == 0
+        [entry] = await queries.history(engine, "n\ufffdul", None)
+        assert entry["verdict"]["tenant"] == "t?"
+        assert [e["kind"] for e in await queries.history(engine, "d\ufffd", None)] == [
+            "dead_letter"
+        ]
     finally:
         await engine.dispose()

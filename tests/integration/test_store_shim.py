@@ -81,6 +81,15 @@ def test_a_bound_key_sees_only_its_tenant(client: TestClient) -> None:
     assert get(client, "kb", "/v1/stats", tenant="A").status_code == 403
     assert get(client, "ka", "/v1/verdicts", cursor="garbage!").status_code == 422
     assert get(client, "nope", "/v1/verdicts").status_code == 401
+    assert get(client, "kall", "/v1/verdicts", since="2999-01-01T00:00:00Z").json() == {
+        "verdicts": [],
+        "next_cursor": None,
+    }
+    assert len(all_pages(client, "kall", until="2999-01-01T00:00:00+02:00")) == 52
+    # What no database can hold is a 422, never a 5xx.
+    assert get(client, "kall", "/v1/verdicts", tenant="a\x00b").status_code == 422
+    assert get(client, "kall", "/v1/verdicts/x%00y").status_code == 422
+    assert get(client, "kall", "/v1/stats", since="0001-01-01T00:00:00+14:00").status_code == 422
 
 
 def test_a_bound_key_writes_only_its_tenant(client: TestClient) -> None:
