@@ -16,6 +16,7 @@ from deepfake_stream.store.db import database_url, redacted_url, state_dir
 def test_unset_url_is_a_sqlite_file_in_the_state_directory(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    monkeypatch.delenv("DATABASE_STATE_DIR", raising=False)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
     settings = load_settings()
     assert state_dir(settings) == tmp_path / "xdg" / "deepfake-stream"
