@@ -103,8 +103,22 @@ def _current(connection: Connection) -> str | None:
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    async with engine.begin() as conn:
-        await conn.run_sync(_upgrade, revision)
+    path = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not path or path == ":memory:":
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade, revision)
+        return
+    # SQLite: the store and the shim start together under `up`; a file lock lets one
+    # migrate while the other waits (PostgreSQL uses an advisory lock instead).
+    import fcntl
+
+    with open(f"{path}.migrate.lock", "a") as lock:  # noqa: ASYNC230 - a tiny local file
+        await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(_upgrade, revision)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
