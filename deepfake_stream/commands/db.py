@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+from collections.abc import Awaitable, Callable
 
 from deepfake_stream.settings import Settings
 
@@ -41,4 +43,23 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await engine.dispose()
 
-    return asyncio.run(main())
+    return run_against_store(settings, main)
+
+
+def run_against_store(settings: Settings, main: Callable[[], Awaitable[int]]) -> int:
+    """Run ``main``; an unreachable or refusing database is one log line and exit 1, not a
+    traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from deepfake_stream.store.db import redacted_url
+
+    try:
+        return asyncio.run(main())
+    except (OSError, SQLAlchemyError) as exc:
+        logging.getLogger("deepfake_stream.db").error(
+            "verdict store %s: %s: %s",
+            redacted_url(settings),
+            type(exc).__name__,
+            str(exc).splitlines()[0][:300] if str(exc) else "",
+        )
+        return 1

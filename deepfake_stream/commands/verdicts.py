@@ -5,7 +5,6 @@ writes every matching verdict to stdout or --output, with a progress bar on stde
 from __future__ import annotations
 
 import argparse
-import asyncio
 import csv
 import json
 import sys
@@ -110,12 +109,18 @@ async def _history(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from deepfake_stream.commands.db import run_against_store
+
     if args.target != "export":
-        return asyncio.run(_history(args, settings))
-    if args.output:
-        with open(args.output, "w", newline="", encoding="utf-8") as out:
-            n = asyncio.run(_export(args, settings, out))
-    else:
-        n = asyncio.run(_export(args, settings, sys.stdout))
-    print(f"exported {n} verdicts", file=sys.stderr)
-    return 0
+        return run_against_store(settings, lambda: _history(args, settings))
+
+    async def export() -> int:
+        if args.output:
+            with open(args.output, "w", newline="", encoding="utf-8") as out:  # noqa: ASYNC230
+                n = await _export(args, settings, out)
+        else:
+            n = await _export(args, settings, sys.stdout)
+        print(f"exported {n} verdicts", file=sys.stderr)
+        return 0
+
+    return run_against_store(settings, export)
