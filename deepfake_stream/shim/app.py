@@ -77,12 +77,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
     for code, text in {
         401: "missing or wrong X-API-Key",
-        404: "unknown model",
+        403: "the API key is bound to another tenant, or is not an admin key (/v1/audit)",
+        404: "unknown model, or no verdict or dead letter for this id",
         413: "body over HTTP_MAX_BODY_BYTES, or text over MAX_TEXT_CHARS",
         422: "malformed JSON or a body that does not fit the schema",
         429: "rate limit exceeded; see Retry-After",
         502: "the model failed, or the stream dead-lettered the item",
-        503: "the model or the stream is unavailable",
+        503: "the model, the stream or the verdict store is unavailable",
         504: "?via=stream: no verdict within HTTP_STREAM_TIMEOUT_S",
     }.items()
 }
