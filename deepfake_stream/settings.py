@@ -159,7 +159,8 @@ class ApiKeySettings(BaseSettings):
 
     api_keys: SecretStr | None = None
     """Comma-separated API keys for the HTTP shim (header X-API-Key). Unset: no key needed on
-    loopback, and the shim refuses any other address."""
+    loopback, and the shim refuses any other address. `key:tenant` binds a key to a tenant,
+    `key:tenant:admin` or `key::admin` marks an admin key (it may read GET /v1/audit)."""
 
 
 class LimitSettings(BaseSettings):
@@ -243,6 +244,34 @@ class TelemetrySettings(BaseSettings):
     trace context is still carried in Kafka headers."""
 
 
+class DatabaseSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DATABASE_", **_FROZEN)
+
+    url: SecretStr | None = None
+    """The verdict store: unset means a SQLite file in DATABASE_STATE_DIR; postgresql://...
+    means PostgreSQL (a secret: it may hold a password)."""
+    state_dir: Path | None = None
+    """Where the SQLite file (verdicts.sqlite3) lives when DATABASE_URL is unset (default
+    $XDG_STATE_HOME/deepfake-stream, else ~/.local/state/deepfake-stream)."""
+    verdict_retention_days: float = Field(90.0, ge=0)
+    """Verdicts and dead letters older than this are deleted by `db prune` and the store's
+    schedule (0: keep forever)."""
+    audit_retention_days: float = Field(365.0, ge=0)
+    """Audit-log rows older than this are deleted likewise (0: keep forever)."""
+    prune_interval_s: float = Field(3600.0, gt=0)
+    """How often the store enforces retention."""
+    store_batch_size: int = Field(500, ge=1, le=10_000)
+    """Most messages the store writes in one database transaction."""
+    store_max_wait_ms: int = Field(100, ge=0, le=10_000)
+    """Longest a partly filled store batch waits for more messages."""
+    connect_retry_max_s: float = Field(10.0, gt=0)
+    """Longest back-off between attempts while the database is unreachable (the store waits,
+    never exits; the shim answers 503 on the history endpoints)."""
+    audit_queue_size: int = Field(10_000, ge=1)
+    """Audit rows waiting for the background writer; past this, new rows are dropped (and
+    counted in the log) rather than slowing requests down."""
+
+
 class Settings(BaseModel):
     """All settings, grouped. Build it with :func:`load_settings`."""
 
@@ -260,6 +289,7 @@ class Settings(BaseModel):
     models: ModelSettings = Field(default_factory=ModelSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
 
     @model_validator(mode="after")
     def _inputs_fit_the_broker(self) -> Settings:

@@ -13,6 +13,15 @@ from deepfake_stream.embedded_broker import EmbeddedBroker, free_port
 from deepfake_stream.settings import Settings, all_fields, load_settings
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _verdict_store_off_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Services started by tests (the store and the shim under `up`) keep their default
+    SQLite verdict store in this run's temp dir, never in the developer's state directory."""
+    import os
+
+    os.environ.setdefault("DATABASE_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log_file = tmp_path_factory.mktemp("broker") / "tansu.log"

@@ -9,6 +9,9 @@ After the worker announces itself and a warm-up batch has come through, ``n`` it
 published as fast as the broker acknowledges (saturation: items/s, latency), then items are
 published at 50% of the measured saturation rate for about ``paced_s`` seconds (latency at
 half load).
+
+With ``store`` the verdict store runs beside them (``deepfake-stream store``) and the
+saturation run also measures how fast its verdicts become database rows (bench/store.py).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 from deepfake_stream.bench.flow import FlowRun, drive
 from deepfake_stream.bench.procs import Children, settings_env
+from deepfake_stream.bench.store import StoreFigure
 from deepfake_stream.kafka import wait_for_broker
 from deepfake_stream.settings import Settings, TopicSettings
 from deepfake_stream.topics import ensure_topics
@@ -37,6 +41,7 @@ class PipelineBench:
     mode: str
     saturation: FlowRun
     half_load: FlowRun | None
+    store: StoreFigure | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -46,6 +51,7 @@ class PipelineBench:
             "mode": self.mode,
             "saturation": self.saturation.as_dict(),
             "half_load": self.half_load.as_dict() if self.half_load else None,
+            "store": self.store.as_dict() if self.store else None,
         }
 
 
@@ -97,6 +103,7 @@ async def run_pipeline(
     paced_s: float = 10.0,
     load_timeout: float = 300.0,
     progress: bool | None = None,
+    store: bool = False,
 ) -> PipelineBench:
     await wait_for_broker(settings)
     run_id = uuid.uuid4().hex[:8]
@@ -106,7 +113,13 @@ async def run_pipeline(
     s = s.model_copy(update={"models": s.models.model_copy(update={"only": model_id})})
     stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
+    figure: StoreFigure | None = None
     with Children() as children:
+        if store:
+            from deepfake_stream.bench import store as bench_store
+
+            s = bench_store.store_settings(s, children.log_dir)
+            await bench_store.prepare(s)
         if in_process:
             from deepfake_stream.services import serve_router, serve_worker
 
@@ -114,6 +127,10 @@ async def run_pipeline(
             tasks += [
                 asyncio.create_task(serve_worker(s, backend, stop=stop)) for _ in range(workers)
             ]
+            if store:
+                from deepfake_stream.store.service import serve_store
+
+                tasks.append(asyncio.create_task(serve_store(s, stop=stop)))
         else:
             from deepfake_stream.supervisor import console_command
 
@@ -122,6 +139,8 @@ async def run_pipeline(
             for i in range(workers):
                 args = [*console_command(), "worker", "--backend", backend]
                 children.start(f"worker-{backend}-{i}", args, env)
+            if store:
+                children.start("store", [*console_command(), "store"], env)
         try:
             started = time.monotonic()
             while True:  # a child that dies while loading fails fast, with its log
@@ -145,6 +164,7 @@ async def run_pipeline(
                 label=f"{model_id} warm-up",
                 progress=progress,
             )
+            saturation_started = time.monotonic()
             saturation = await drive(
                 s,
                 in_topic=s.topics.input,
@@ -154,6 +174,21 @@ async def run_pipeline(
                 label=f"{model_id} saturation",
                 progress=progress,
             )
+            if store:
+                verdicts_done = time.monotonic()
+                rows, done = await bench_store.wait_rows(
+                    s, f"bench-s{run_id}-", n, timeout=max(120.0, n / 20)
+                )
+                figure = bench_store.figure(
+                    s,
+                    n=n,
+                    rows=rows,
+                    started=saturation_started,
+                    done=done,
+                    verdicts_done=verdicts_done,
+                    pipeline_items_per_s=saturation.items_per_s,
+                )
+                figure.capacity_rows_per_s = await bench_store.capacity(s, n)
             children.check()
             half_rate = saturation.items_per_s / 2
             paced_n = int(min(max(half_rate * paced_s, 50), max(n, 50)))
@@ -177,4 +212,5 @@ async def run_pipeline(
         mode="in-process" if in_process else "processes",
         saturation=saturation,
         half_load=half,
+        store=figure,
     )

@@ -271,6 +271,37 @@ def render(
                 rows,
             )
         )
+    stores = [p for p in pipelines.values() if p.store is not None]
+    if stores:
+        parts.append(
+            "store (saturation run's verdicts -> database rows, committed)\n"
+            + table(
+                [
+                    "model",
+                    "database",
+                    "rows",
+                    "rows/s",
+                    "pipeline items/s",
+                    "lag s",
+                    "store alone rows/s",
+                    "keeps up",
+                ],
+                [
+                    [
+                        p.model_id,
+                        p.store.database,
+                        f"{p.store.rows}/{p.store.n}",
+                        p.store.rows_per_s,
+                        p.store.pipeline_items_per_s,
+                        p.store.lag_s,
+                        p.store.capacity_rows_per_s,
+                        "yes" if p.store.keeps_up else "NO",
+                    ]
+                    for p in stores
+                    if p.store is not None
+                ],
+            )
+        )
     if goals:
         parts.append(
             "goals\n"

@@ -44,6 +44,8 @@ class BenchOptions:
     paced_s: float = 10.0
     plot: Path | None = None
     progress: bool | None = None
+    store: bool = True
+    """pipeline: run the verdict store beside it and measure whether it keeps up."""
 
 
 @dataclass(kw_only=True)
@@ -156,6 +158,7 @@ async def run_bench(settings: Settings, opts: BenchOptions) -> BenchResult:
                     in_process=opts.in_process,
                     paced_s=opts.paced_s,
                     progress=opts.progress,
+                    store=opts.store,
                 )
         broker = s.kafka.bootstrap_servers
     result.goals = report.check_goals(

@@ -6,7 +6,8 @@
             (--sweep: batch 1..256), and the batching gain
   pipeline  the real router + worker(s): items/s at saturation, p50/p95/p99 end-to-end
             latency at saturation and at 50% of it, and the ratio to the relay
-            (tiny-tfidf) or to offline batched throughput (transformer detectors)
+            (tiny-tfidf) or to offline batched throughput (transformer detectors);
+            with the verdict store beside them: its rows/s vs the pipeline's items/s
   all       the three in one run (default)
 
 Uses KAFKA_BOOTSTRAP_SERVERS when it answers, otherwise starts the embedded broker on a
@@ -73,6 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--paced-seconds", type=float, default=10.0, help="seconds of 50%% load publishing"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument(
+        "--no-store",
+        action="store_true",
+        help="pipeline: without the verdict store (DATABASE_URL, else a throw-away SQLite)",
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -91,6 +97,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         paced_s=args.paced_seconds,
         plot=args.plot,
         progress=False if args.no_progress else None,
+        store=not args.no_store,
     )
     result = asyncio.run(run_bench(settings, opts))
     m = result.meta

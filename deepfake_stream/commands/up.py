@@ -103,6 +103,8 @@ def _children(settings: Settings):  # type: ignore[no-untyped-def]
                 "Modal is not configured (no MODAL_TOKEN_ID or ~/.modal.toml): "
                 "the Modal bridge is not started"
             )
+    if _command_module("store") is not None:
+        children.append(Child("store", ["store"]))  # verdict history (DATABASE_URL)
     if _command_module("shim") is not None:
         children.append(Child("shim", ["shim"]))
     _assign_metrics_ports(children, settings)

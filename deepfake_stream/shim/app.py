@@ -33,13 +33,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from deepfake_stream.kafka import bootstrap_answers
 from deepfake_stream.settings import Settings
 from deepfake_stream.shim import docs_pages, metrics
-from deepfake_stream.shim.auth import RateLimiter, parse_keys, require_api_key
+from deepfake_stream.shim.audit import AuditMiddleware, note, text_digest
+from deepfake_stream.shim.auth import (
+    Principal,
+    RateLimiter,
+    parse_keys,
+    parse_principals,
+    require_api_key,
+)
 from deepfake_stream.shim.codec import CodecRoute
 from deepfake_stream.shim.errors import ApiError, RequestIdMiddleware, error_body
+from deepfake_stream.shim.history import StoreLink, history_routes, principal
 from deepfake_stream.shim.limits import BodyLimitMiddleware
 from deepfake_stream.shim.scoring import InProcessScorer, Plan
 from deepfake_stream.shim.sentences import sentence_spans
 from deepfake_stream.shim.via_stream import StreamLink
+from deepfake_stream.store.audit import AuditWriter
 from deepfake_stream.tracing import (
     carrier_of,
     headers_carrier,
@@ -70,13 +79,14 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
     for code, text in {
         401: "missing or wrong X-API-Key",
-        404: "unknown model",
+        403: "the API key is bound to another tenant, or is not an admin key (/v1/audit)",
+        404: "unknown model, or no verdict or dead letter for this id",
         413: "body over HTTP_MAX_BODY_BYTES, or text over MAX_TEXT_CHARS",
         422: "malformed JSON (invalid_json), a body that does not fit the schema "
         "(invalid_request, invalid_schema), or detailed: true over HTTP_DETAILED_MAX_SENTENCES",
         429: "rate limit exceeded, or too many failed API keys from this address; see Retry-After",
         502: "the model failed, or the stream dead-lettered the item",
-        503: "the model or the stream is unavailable",
+        503: "the model, the stream or the verdict store is unavailable",
         504: "?via=stream: no verdict within HTTP_STREAM_TIMEOUT_S",
     }.items()
 }
@@ -95,7 +105,10 @@ class ShimState:
     auth_failures: RateLimiter
     """Failed API-key attempts per client address (HTTP_AUTH_FAIL_RPS/BURST)."""
     api_keys: tuple[bytes, ...]
+    store: StoreLink
+    principals: tuple[Principal, ...] = ()
     connect_kafka: bool = True
+    connect_store: bool = True
     kafka_connected: bool = False
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -134,9 +147,12 @@ def create_app(
     registry: Registry | None = None,
     detectors: dict[str, Detector] | None = None,
     connect_kafka: bool = True,
+    connect_store: bool | None = None,
 ) -> FastAPI:
     """The shim app. ``detectors`` (tests) replace the shim's own loading for those models;
-    ``connect_kafka=False`` serves in-process only (unit tests, no broker)."""
+    ``connect_kafka=False`` serves in-process only (unit tests, no broker);
+    ``connect_store`` (default: as ``connect_kafka``) connects the verdict store and the
+    audit log."""
     if registry is None:
         from deepfake_stream.services import registry_for
 
@@ -153,7 +169,16 @@ def create_app(
         limiter=RateLimiter(settings.http.rate_limit_rps, settings.http.rate_limit_burst),
         auth_failures=RateLimiter(settings.http.auth_fail_rps, settings.http.auth_fail_burst),
         api_keys=parse_keys(settings),
+        principals=parse_principals(settings),
+        store=StoreLink(
+            settings=settings,
+            audit=AuditWriter(
+                queue_size=settings.database.audit_queue_size,
+                retry_max_s=settings.database.connect_retry_max_s,
+            ),
+        ),
         connect_kafka=connect_kafka,
+        connect_store=connect_kafka if connect_store is None else connect_store,
     )
 
     @contextlib.asynccontextmanager
@@ -161,6 +186,8 @@ def create_app(
         await state.scorer.start()
         if state.connect_kafka:
             state.tasks.append(asyncio.create_task(state.connect(), name="shim-connect"))
+        if state.connect_store:
+            state.store.start()
         try:
             yield
         finally:
@@ -171,6 +198,7 @@ def create_app(
                 await state.stream.stop()
                 await state.liveness.stop()
             await state.scorer.stop()
+            await state.store.stop()
 
     app = FastAPI(
         title="deepfake-stream",
@@ -185,10 +213,12 @@ def create_app(
     app.state.shim = state
     app.add_middleware(metrics.MetricsMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.http.max_body_bytes)
+    app.add_middleware(AuditMiddleware, writer=state.store.audit)
     app.add_middleware(RequestIdMiddleware)
     _install_error_handlers(app)
     app.include_router(_public_routes())
     app.include_router(_api_routes(), dependencies=[Depends(require_api_key)])
+    app.include_router(history_routes(), dependencies=[Depends(require_api_key)])
     _include_clientside(app)
     app.include_router(docs_pages.router)
     return app
@@ -368,6 +398,7 @@ async def _detect_many(
 ) -> list[dict[str, Any]]:
     """Verdicts for ``bodies`` in order: in-process items of one model scored as one batch,
     stream items awaited concurrently."""
+    bodies = _bind_tenant(principal(request), bodies)
     first_seen = now_ms()
     request_headers = [(k, v.encode()) for k, v in request.headers.items()]
     received = headers_carrier(request_headers)
@@ -387,16 +418,35 @@ async def _detect_many(
             "deepfake.via": via or "inprocess",
         },
     )
+    note(request, texts=[text_digest(b.text) for b in bodies])
     try:
-        return await _detect_traced(
+        answers = await _detect_traced(
             state, bodies, via, first_seen, carrier_of(span, trace_from_headers(request_headers))
         )
+        note(
+            request,
+            verdict_ids=[a["id"] for a in answers],
+            model_id=",".join(sorted({a["model_id"] for a in answers})),
+        )
+        return answers
     except ApiError as exc:
         span.set_attribute("http.response.status_code", exc.status)
         span.set_status(Status(StatusCode.ERROR, exc.code))
         raise
     finally:
         span.end()
+
+
+def _bind_tenant(who: Principal, bodies: list[DetectRequest]) -> list[DetectRequest]:
+    """A tenant-bound key writes only its own tenant: unset becomes its tenant, another
+    tenant is refused (403) before anything is scored or published."""
+    if who.tenant is None:
+        return bodies
+    if any(b.tenant is not None and b.tenant != who.tenant for b in bodies):
+        raise ApiError(403, "forbidden_tenant", "this API key is bound to another tenant")
+    return [
+        b if b.tenant == who.tenant else b.model_copy(update={"tenant": who.tenant}) for b in bodies
+    ]
 
 
 async def _detect_traced(

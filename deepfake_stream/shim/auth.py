@@ -11,6 +11,10 @@ Failed key attempts are limited per client address: ``HTTP_AUTH_FAIL_BURST`` fai
 once, refilled at ``HTTP_AUTH_FAIL_RPS``. Past that, every request from the address answers
 429 with ``Retry-After`` without its key being checked, so a guesser learns nothing more until
 the bucket refills (about 218 guesses/s were possible before).
+
+Each entry of ``DETECT_API_KEYS`` is ``key``, ``key:tenant`` (bound to one tenant: it sees
+and writes only that tenant's items and verdicts), ``key:tenant:admin`` or ``key::admin``
+(an admin key: it may also read the audit log). A key cannot contain ``:`` or ``,``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader
@@ -34,10 +39,63 @@ api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description
 MAX_TRACKED_CLIENTS = 10_000
 
 
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a request acts as: ``request.state.principal`` once the key is checked."""
+
+    tenant: str | None = None
+    """None: an unbound key (or no keys configured on loopback) sees every tenant."""
+    admin: bool = False
+    key_id: str | None = None
+    """A non-reversible fingerprint of the key (the audit log's key id), never the key."""
+
+
+OPEN = Principal(admin=True)
+"""No keys configured (loopback only): today's rule, everything is allowed."""
+
+
+def _entries(settings: Settings) -> list[tuple[str, str | None, bool]]:
+    raw = settings.api.api_keys.get_secret_value() if settings.api.api_keys else ""
+    out = []
+    for entry in raw.split(","):
+        key, _, rest = entry.strip().partition(":")
+        tenant, _, role = rest.partition(":")
+        if key.strip():
+            out.append((key.strip(), tenant.strip() or None, role.strip() == "admin"))
+    return out
+
+
 def parse_keys(settings: Settings) -> tuple[bytes, ...]:
     """sha256 digests of the configured keys (equal lengths make the comparison constant)."""
-    raw = settings.api.api_keys.get_secret_value() if settings.api.api_keys else ""
-    return tuple(hashlib.sha256(k.strip().encode()).digest() for k in raw.split(",") if k.strip())
+    return tuple(hashlib.sha256(key.encode()).digest() for key, _, _ in _entries(settings))
+
+
+def key_id(api_key: str | None) -> str | None:
+    """A non-reversible fingerprint of an API key (16 hex digits of a salted SHA-256):
+    enough to tell keys apart in the audit log, never enough to use one."""
+    if not api_key:
+        return None
+    return hashlib.sha256(b"deepfake-stream:key:" + api_key.encode()).hexdigest()[:16]
+
+
+def parse_principals(settings: Settings) -> tuple[Principal, ...]:
+    """The principal of each configured key, in the order of :func:`parse_keys`."""
+    return tuple(
+        Principal(tenant=tenant, admin=admin, key_id=key_id(key))
+        for key, tenant, admin in _entries(settings)
+    )
+
+
+def principal_of(
+    given: str, digests: tuple[bytes, ...], principals: tuple[Principal, ...]
+) -> Principal | None:
+    """The principal of a key that :func:`key_matches` accepted (every key compared)."""
+    probe = hashlib.sha256(given.encode()).digest()
+    found = None
+    for digest, principal in zip(digests, principals, strict=True):
+        if hmac.compare_digest(probe, digest) and found is None:
+            found = principal
+    return found
 
 
 def is_loopback(host: str) -> bool:
@@ -116,9 +174,13 @@ async def require_api_key(request: Request, api_key: str | None = Security(api_k
                 f"missing or wrong {API_KEY_HEADER} header",
                 headers={"WWW-Authenticate": API_KEY_HEADER},
             )
+        request.state.principal = principal_of(
+            api_key, state.api_keys, state.principals
+        ) or Principal(key_id=key_id(api_key))
         # Buckets are keyed by a digest so the limiter never holds keys in clear text.
         who = "key:" + hashlib.sha256(api_key.encode()).hexdigest()[:32]
     else:
+        request.state.principal = OPEN
         who = "client:" + (request.client.host if request.client else "unknown")
     wait = state.limiter.acquire(who)
     if wait > 0:

@@ -15,7 +15,7 @@ from deepfake_stream.settings import all_fields, env_name
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
-INFRA = {"kafka", "redis"}
+INFRA = {"kafka", "redis", "postgres"}
 APP = {name: svc for name, svc in SERVICES.items() if name not in INFRA}
 # Read by Modal's own client, not by our settings.
 PASSTHROUGH = {"MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET"}
@@ -29,6 +29,7 @@ EXPECTED_COMMANDS = {
     "gpu-worker": ["worker", "--backend", "gpu"],
     "modal-bridge": ["modal-bridge"],
     "shim": ["shim"],
+    "store": ["store"],
 }
 
 
@@ -187,3 +188,21 @@ def test_dockerignore_keeps_secrets_and_environments_out() -> None:
     assert {".git", ".venv", ".env"} <= ignored
     for needed in ("deepfake_stream", "routing", "models", "pyproject.toml", "README.md"):
         assert needed not in ignored
+
+
+def test_store_and_shim_use_the_compose_postgres() -> None:
+    pg = SERVICES["postgres"]
+    assert pg["image"].startswith("postgres:")
+    assert pg["environment"]["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+    assert "pg_isready" in pg["healthcheck"]["test"]
+    assert "ports" not in pg  # reachable from the compose network only
+    for name in ("store", "shim"):
+        url = env_of(SERVICES[name])["DATABASE_URL"]
+        assert (
+            url.startswith("postgresql://deepfake:${POSTGRES_PASSWORD") and "@postgres:5432/" in url
+        )
+    assert SERVICES["store"]["depends_on"]["postgres"] == {"condition": "service_healthy"}
+    # The scoring path never waits for the database.
+    for name in ("router", "cpu-worker"):
+        assert "postgres" not in SERVICES[name]["depends_on"], name
+        assert "DATABASE_URL" not in env_of(SERVICES[name]), name
