@@ -127,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     log = logging.getLogger("deepfake_stream")
     try:
         settings = load_settings(overrides)  # type: ignore[arg-type]
+        check_arguments = getattr(modules[args.command], "check_arguments", None)
+        problem = check_arguments(args) if check_arguments else None
+        if problem is not None:
+            log.error("%s", problem)
+            return 2
         if args.command in BROKER_COMMANDS and not getattr(args, "print_kafka_cli", False):
             from deepfake_stream.broker_probe import require_broker
 

@@ -114,18 +114,26 @@ def _check(args: argparse.Namespace) -> str | None:
     return None
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    from producers.replay import ReplayOptions, replay
-
+def check_arguments(args: argparse.Namespace) -> str | None:
+    """What is wrong with the command line, if anything; the CLI asks before it looks for a
+    broker, so a mistyped selection is reported as such even with no broker running."""
     problem = _check(args)
     if problem is None:
         try:
-            selection = selection_from(args)
+            selection_from(args)
         except ValueError as exc:
             problem = str(exc)
+    return problem
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from producers.replay import ReplayOptions, replay
+
+    problem = check_arguments(args)
     if problem is not None:
         log.error("%s", problem)
         return 2
+    selection = selection_from(args)
     options = ReplayOptions(
         model=args.model,
         model_version=args.model_version,
