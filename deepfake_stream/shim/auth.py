@@ -159,12 +159,10 @@ async def require_api_key(request: Request, api_key: str | None = Security(api_k
         address = "client:" + (request.client.host if request.client else "unknown")
         locked = state.auth_failures.wait_time(address)
         if locked > 0:
-            retry = max(1, math.ceil(locked))
-            raise ApiError(
-                429,
+            raise _too_many(
                 "too_many_failed_keys",
-                f"too many failed {API_KEY_HEADER} attempts from this address; retry in {retry}s",
-                headers={"Retry-After": str(retry)},
+                f"too many failed {API_KEY_HEADER} attempts from this address",
+                locked,
             )
         if not api_key or not key_matches(api_key, state.api_keys):
             state.auth_failures.acquire(address)
@@ -184,10 +182,12 @@ async def require_api_key(request: Request, api_key: str | None = Security(api_k
         who = "client:" + (request.client.host if request.client else "unknown")
     wait = state.limiter.acquire(who)
     if wait > 0:
-        retry = max(1, math.ceil(wait))
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"rate limit of {state.limiter.rate:g} requests/s exceeded; retry in {retry}s",
-            headers={"Retry-After": str(retry)},
+        raise _too_many(
+            "rate_limited", f"rate limit of {state.limiter.rate:g} requests/s exceeded", wait
         )
+
+
+def _too_many(code: str, what: str, wait_s: float) -> ApiError:
+    """429 with Retry-After in whole seconds (at least 1), said in the message too."""
+    retry = max(1, math.ceil(wait_s))
+    return ApiError(429, code, f"{what}; retry in {retry}s", headers={"Retry-After": str(retry)})
