@@ -1,8 +1,8 @@
 """Labelled JSONL for training and evaluation, and a leak-free train/test split.
 
 One JSON object per line: ``text`` (non-empty string) and ``label`` (0 = human, 1 = AI) are
-required; ``id``, ``topic`` and ``language`` are optional; other fields are ignored. Blank
-lines are skipped.
+required; ``id``, ``topic`` and ``language`` are optional; every other field is kept in
+:attr:`Example.fields` (for ``evaluate --by FIELD``). Blank lines are skipped.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from deepfake_stream.errors import DetectError
 
@@ -35,6 +36,8 @@ class Example:
     language: str | None = None
     line: int = 0
     """1-based line in the source file (0 when built in code)."""
+    fields: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """The row's other fields (``domain``, ``generator``, ...), without ``text``."""
 
     @property
     def group(self) -> str:
@@ -86,6 +89,7 @@ def load_labelled(path: str | os.PathLike[str]) -> list[Example]:
                     topic=_optional_str(obj, "topic", where),
                     language=_optional_str(obj, "language", where),
                     line=n,
+                    fields={k: v for k, v in obj.items() if k != "text"},
                 )
             )
     if not examples:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from typing import TYPE_CHECKING, Any, Literal
 
-from models.dataset import DEFAULT_SEED, load_labelled, select
+from models.dataset import DEFAULT_SEED, Example, load_labelled, select
 from models.kinds import build_detector
 from models.metrics import binary_metrics
+from models.operating_points import resolve_operating_point
 from models.training import score_texts
 
 if TYPE_CHECKING:
@@ -38,6 +40,48 @@ async def _score(
         await detector.unload()
 
 
+def score_examples(
+    model_id: str,
+    examples: list[Example],
+    *,
+    registry: Registry,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> tuple[list[float], float, str]:
+    """(scores, texts per second, model version) of ``examples`` as a worker scores them."""
+    config = registry.resolve(model_id)
+    return asyncio.run(
+        _score(config.model_id, registry, [e.text for e in examples], batch_size, progress)
+    )
+
+
+def group_of(example: Example, by: str) -> str:
+    """The ``--by`` group of a row: its field's value as text; ``null`` when missing."""
+    value = example.fields.get(by)
+    if value is None:
+        return "null"
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def grouped_metrics(
+    examples: list[Example], scores: list[float], threshold: float, by: str | None
+) -> dict[str, Any]:
+    """Metrics of all rows, plus per group of field ``by`` under ``groups`` when given."""
+    metrics = binary_metrics([e.label for e in examples], scores, threshold)
+    if by is not None:
+        groups: dict[str, tuple[list[int], list[float]]] = {}
+        for example, score in zip(examples, scores, strict=True):
+            labels, values = groups.setdefault(group_of(example, by), ([], []))
+            labels.append(example.label)
+            values.append(score)
+        metrics["by"] = by
+        metrics["groups"] = {
+            name: binary_metrics(labels, values, threshold)
+            for name, (labels, values) in sorted(groups.items())
+        }
+    return metrics
+
+
 def evaluate(
     model_id: str,
     data_path: str | os.PathLike[str],
@@ -47,20 +91,24 @@ def evaluate(
     batch_size: int = 64,
     seed: int = DEFAULT_SEED,
     progress: bool = True,
+    by: str | None = None,
+    operating_point: str | None = None,
 ) -> dict[str, Any]:
     """Metrics of ``model_id`` on ``data_path`` (``split``: the whole file, or one side of
-    the fixed topic-grouped split used by ``train``)."""
+    the fixed topic-grouped split used by ``train``) at the threshold of ``operating_point``
+    (None: the registry's default); with ``by``, also per group of that field."""
     config = registry.resolve(model_id)
+    point, threshold = resolve_operating_point(config, operating_point)
     examples = select(load_labelled(data_path), split, seed=seed)
-    texts = [e.text for e in examples]
-    scores, per_s, version = asyncio.run(
-        _score(config.model_id, registry, texts, batch_size, progress)
+    scores, per_s, version = score_examples(
+        config.model_id, examples, registry=registry, batch_size=batch_size, progress=progress
     )
-    metrics = binary_metrics([e.label for e in examples], scores, config.threshold)
     return {
-        **metrics,
+        **grouped_metrics(examples, scores, threshold, by),
         "texts_per_s": round(per_s, 1),
         "model_id": config.model_id,
         "model_version": version,
         "split": split,
+        "threshold": threshold,
+        "operating_point": point,
     }

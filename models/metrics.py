@@ -13,7 +13,16 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
-KEYS = ("n", "auroc", "accuracy", "f1", "tpr_at_1pct_fpr", "texts_per_s")
+KEYS = (
+    "n",
+    "auroc",
+    "accuracy",
+    "f1",
+    "tpr_at_1pct_fpr",
+    "fpr_at_threshold",
+    "tpr_at_threshold",
+    "texts_per_s",
+)
 """Exactly the keys ``deepfake-stream evaluate --json`` prints (in this order)."""
 
 
@@ -52,8 +61,10 @@ def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, max_fpr: float = 0.01) ->
 def binary_metrics(
     labels: Sequence[int], scores: Sequence[float], threshold: float = 0.5
 ) -> dict[str, Any]:
-    """``n``, ``auroc``, ``accuracy``, ``f1`` (of the AI class, 0 when undefined) and
-    ``tpr_at_1pct_fpr``; the caller adds ``texts_per_s``."""
+    """``n``, ``auroc``, ``accuracy``, ``f1`` (of the AI class, 0 when undefined),
+    ``tpr_at_1pct_fpr``, and the share of human texts (``fpr_at_threshold``) and of AI texts
+    (``tpr_at_threshold``) flagged at ``threshold``; the caller adds ``texts_per_s``.
+    With one class only, what needs the other class is ``None``."""
     y = np.asarray(labels, dtype=np.int64)
     s = np.asarray(scores, dtype=np.float64)
     if y.shape != s.shape or y.ndim != 1:
@@ -76,6 +87,8 @@ def binary_metrics(
         "accuracy": float((pred == truth).mean()),
         "f1": float(2 * tp / denom) if denom else 0.0,
         "tpr_at_1pct_fpr": tpr_at_fpr(y, s, 0.01),
+        "fpr_at_threshold": float(pred[~truth].mean()) if (~truth).any() else None,
+        "tpr_at_threshold": float(pred[truth].mean()) if truth.any() else None,
     }
 
 
@@ -85,6 +98,8 @@ _ROWS = (
     ("accuracy", "accuracy", "{:.4f}"),
     ("f1", "F1", "{:.4f}"),
     ("tpr_at_1pct_fpr", "TPR @ 1% FPR", "{:.4f}"),
+    ("fpr_at_threshold", "FPR @ thresh", "{:.4f}"),
+    ("tpr_at_threshold", "TPR @ thresh", "{:.4f}"),
     ("texts_per_s", "texts/s", "{:,.1f}"),
 )
 

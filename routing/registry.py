@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deepfake_stream.errors import ConfigError, UnknownModel
 from models.base import DetectorSpec
+from models.operating_points import ConfidenceBands, OperatingPoint
 from schemas.items import BackendName
 
 Size = Literal["tiny", "small", "medium", "large"]
@@ -38,6 +39,15 @@ class ModelEntry(BaseModel):
     backends: list[BackendName] | None = None
     max_batch_size: int | None = Field(None, ge=1)
     options: dict[str, Any] = Field(default_factory=dict)
+    # Written by `deepfake-stream calibrate` (models/operating_points.py): the documented
+    # operating points replace `threshold`; the default one gives the model's threshold.
+    operating_points: dict[str, OperatingPoint] | None = None
+    default_operating_point: str | None = None
+    confidence: ConfidenceBands | None = None
+    min_words: int | None = Field(None, ge=0)
+    """Below this many words the model's quality falls off (measured; see the model card)."""
+    calibration: dict[str, Any] | None = None
+    """Provenance of the figures above: data (files, split, n), date, command."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +64,11 @@ class ModelConfig:
     options: dict[str, Any] = field(default_factory=dict)
     members: tuple[ModelConfig, ...] = ()
     """Composite models (``options.members``): the member entries of this same registry."""
+    operating_points: dict[str, OperatingPoint] = field(default_factory=dict)
+    default_operating_point: str | None = None
+    confidence: ConfidenceBands | None = None
+    min_words: int | None = None
+    calibration: dict[str, Any] | None = None
 
     def spec(self, device: str = "cpu") -> DetectorSpec:
         return DetectorSpec(
@@ -95,16 +110,22 @@ def registry_from_dict(doc: dict[str, Any], *, default_model: str, source: str) 
         chain = tuple(SIZE_CHAINS[entry.size] if entry.backends is None else entry.backends)
         if len(set(chain)) != len(chain) or not chain:
             raise ConfigError(f"{source}: model {model_id!r}: backends must be non-empty, unique")
+        threshold = _default_threshold(entry, f"{source}: model {model_id!r}")
         models[model_id] = ModelConfig(
             model_id=model_id,
             kind=entry.kind,
             size=entry.size,
             version=entry.version,
             artifact=entry.artifact,
-            threshold=entry.threshold,
+            threshold=threshold,
             chain=chain,
             max_batch_size=entry.max_batch_size,
             options=entry.options,
+            operating_points=dict(entry.operating_points or {}),
+            default_operating_point=entry.default_operating_point,
+            confidence=entry.confidence,
+            min_words=entry.min_words,
+            calibration=entry.calibration,
         )
     models = {m: _with_members(c, models, source) for m, c in models.items()}
     if default_model not in models:
@@ -113,6 +134,26 @@ def registry_from_dict(doc: dict[str, Any], *, default_model: str, source: str) 
             f"(set MODELS_DEFAULT to one of {sorted(models)})"
         )
     return Registry(models=models, default_model=default_model)
+
+
+def _default_threshold(entry: ModelEntry, where: str) -> float:
+    """The threshold of the default operating point; one source of truth, so a calibrated
+    entry may not also carry a hand-set ``threshold``."""
+    points = entry.operating_points
+    if not points:
+        if entry.default_operating_point is not None:
+            raise ConfigError(f"{where}: default_operating_point without operating_points")
+        return entry.threshold
+    if "threshold" in entry.model_fields_set:
+        raise ConfigError(
+            f"{where}: set either threshold or operating_points (the default one's threshold)"
+        )
+    if entry.default_operating_point not in points:
+        raise ConfigError(
+            f"{where}: default_operating_point must be one of {sorted(points)}, "
+            f"got {entry.default_operating_point!r}"
+        )
+    return points[entry.default_operating_point].threshold
 
 
 def _with_members(config: ModelConfig, models: dict[str, ModelConfig], source: str) -> ModelConfig:

@@ -5,12 +5,18 @@ threshold), TPR at 1% FPR (the highest true-positive rate of any threshold that 
 most 1% of human texts; no interpolation) and texts/s (scoring only, model load excluded).
 The model is loaded exactly as a worker loads it: from its verified artifact.
 
+FPR and TPR at the threshold are the shares of human and of AI texts flagged at the model's
+default operating point in the registry (or --operating-point). --by FIELD adds the same
+metrics per value of any field of the rows (domain, generator, language, ...) under
+"groups"; a group with one class only reports what is defined (fpr or tpr) and null AUROC.
+
 --split test scores the 20% that `deepfake-stream train` held out (same topic-grouped split
 and --seed); the default, all, scores the whole file, e.g. your own labelled data.
 
 examples:
   deepfake-stream evaluate --model tiny-tfidf --data mine.jsonl
   deepfake-stream evaluate --model tiny-tfidf --data human_ai_corpus.jsonl --split test --json
+  deepfake-stream evaluate --model tiny-tfidf --data outfox.jsonl --by generator --json
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from models.evaluation import evaluate
 from models.metrics import metrics_table
 from routing.registry import load_registry
 
-HELP = "score labelled JSONL and print AUROC, accuracy, F1, TPR@1%FPR, texts/s"
+HELP = "score labelled JSONL: AUROC, accuracy, F1, TPR@1%FPR, FPR/TPR at threshold, texts/s"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +53,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, default=DEFAULT_SEED, help="split seed (as given to train)"
     )
+    parser.add_argument(
+        "--by", metavar="FIELD", help="also report the metrics per value of this field"
+    )
+    parser.add_argument(
+        "--operating-point",
+        metavar="NAME",
+        help="measure at this documented operating point (default: the registry's default)",
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="texts per predict_batch")
     parser.add_argument(
         "--json", action="store_true", help="print the metrics as one JSON object, last line"
@@ -63,9 +77,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         batch_size=max(1, args.batch_size),
         seed=args.seed,
         progress=sys.stderr.isatty(),
+        by=args.by,
+        operating_point=args.operating_point,
     )
+    point = result["operating_point"] or "registry threshold"
     print(f"model  {result['model_id']} {result['model_version']}  ({args.split}: {args.data})")
+    print(f"threshold  {result['threshold']}  ({point})")
     print(metrics_table(result))
+    for name, metrics in result.get("groups", {}).items():
+        print(f"\n{args.by} = {name}")
+        print(metrics_table(metrics))
     if args.json:
         print(json.dumps(result, sort_keys=True))
     return 0
