@@ -36,6 +36,7 @@ COMMANDS = [
     "models",
     "train",
     "evaluate",
+    "calibrate",
     "bench",
     "topics",
     "asyncapi",

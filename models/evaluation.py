@@ -40,19 +40,17 @@ async def _score(
         await detector.unload()
 
 
-def score_examples(
+def score_model(
     model_id: str,
-    examples: list[Example],
+    texts: list[str],
     *,
     registry: Registry,
     batch_size: int = 64,
     progress: bool = True,
 ) -> tuple[list[float], float, str]:
-    """(scores, texts per second, model version) of ``examples`` as a worker scores them."""
+    """(scores, texts per second, model version) of ``texts`` as a worker scores them."""
     config = registry.resolve(model_id)
-    return asyncio.run(
-        _score(config.model_id, registry, [e.text for e in examples], batch_size, progress)
-    )
+    return asyncio.run(_score(config.model_id, registry, texts, batch_size, progress))
 
 
 def group_of(example: Example, by: str) -> str:
@@ -100,8 +98,12 @@ def evaluate(
     config = registry.resolve(model_id)
     point, threshold = resolve_operating_point(config, operating_point)
     examples = select(load_labelled(data_path), split, seed=seed)
-    scores, per_s, version = score_examples(
-        config.model_id, examples, registry=registry, batch_size=batch_size, progress=progress
+    scores, per_s, version = score_model(
+        config.model_id,
+        [e.text for e in examples],
+        registry=registry,
+        batch_size=batch_size,
+        progress=progress,
     )
     return {
         **grouped_metrics(examples, scores, threshold, by),

@@ -27,6 +27,8 @@ DEFAULT_OPERATING_POINT = "balanced"
 HIGH_PRECISION = 0.99
 """A band is ``high`` where at least this share of its verdicts were right (dev data)."""
 MEDIUM_PRECISION = 0.90
+MIN_BAND_N = 20
+"""A band edge needs at least this many verdicts beyond it: one lucky text is no evidence."""
 
 
 class OperatingPoint(BaseModel):
@@ -178,7 +180,9 @@ def measure_point(labels: np.ndarray, scores: np.ndarray, threshold: float) -> d
     }
 
 
-def _edge(values: np.ndarray, right: np.ndarray, precision: float, ai_side: bool) -> float | None:
+def _edge(
+    values: np.ndarray, right: np.ndarray, precision: float, ai_side: bool, min_n: int
+) -> float | None:
     """The widest score edge whose verdicts beyond it were right at least ``precision`` of
     the time: for ``ai``, the lowest ``t`` with precision(score >= t) >= p; for ``human``,
     the highest ``t`` with precision(score < t) >= p."""
@@ -186,7 +190,7 @@ def _edge(values: np.ndarray, right: np.ndarray, precision: float, ai_side: bool
     v, r = values[order], right[order]
     cum_prec = np.cumsum(r) / np.arange(1, v.size + 1)
     last = np.r_[v[1:] != v[:-1], True]  # only whole runs of equal scores are thresholds
-    ok = np.nonzero(last & (cum_prec >= precision))[0]
+    ok = np.nonzero(last & (cum_prec >= precision) & (np.arange(v.size) >= min_n - 1))[0]
     if ok.size == 0:
         return None
     edge = float(v[ok.max()])
@@ -201,16 +205,17 @@ def fit_bands(
     *,
     high: float = HIGH_PRECISION,
     medium: float = MEDIUM_PRECISION,
+    min_n: int = MIN_BAND_N,
 ) -> ConfidenceBands:
     """Band edges at ``high``/``medium`` precision on labelled scores, and each band's
     measured precision and size for verdicts at ``threshold``."""
     y = np.asarray(labels, dtype=np.int64)
     s = np.asarray(scores, dtype=np.float64)
     edges = {
-        "ai_high": _edge(s, y == 1, high, True),
-        "ai_medium": _edge(s, y == 1, medium, True),
-        "human_high": _edge(s, y == 0, high, False),
-        "human_medium": _edge(s, y == 0, medium, False),
+        "ai_high": _edge(s, y == 1, high, True, min_n),
+        "ai_medium": _edge(s, y == 1, medium, True, min_n),
+        "human_high": _edge(s, y == 0, high, False, min_n),
+        "human_medium": _edge(s, y == 0, medium, False, min_n),
     }
     # medium never sits inside high (a noisy tail can make the 90% edge the narrower one).
     if edges["ai_high"] is not None and edges["ai_medium"] is not None:
