@@ -24,7 +24,7 @@ from consumers.dead_letters import dead_letter
 from consumers.isolate import score_isolating
 from consumers.stage import BatchResult, Outgoing
 from deepfake_stream import metrics
-from deepfake_stream.errors import DetectError, ModelUnavailable
+from deepfake_stream.errors import DetectError, InvalidInput, ModelUnavailable
 from deepfake_stream.redis_store import DedupKey, RedisStore, text_digest
 from deepfake_stream.settings import Settings
 from deepfake_stream.tracing import (
@@ -39,8 +39,9 @@ from deepfake_stream.tracing import (
     with_trace,
 )
 from models.base import Detector
+from models.operating_points import decide, resolve_operating_point
 from routing.liveness import LivenessView, now_ms
-from routing.registry import Registry
+from routing.registry import ModelConfig, Registry
 from schemas import InputItem, RoutedItem, Verdict, utc_now_iso
 
 log = logging.getLogger(__name__)
@@ -51,18 +52,22 @@ def build_verdict(
     *,
     model_version: str,
     score: float,
-    threshold: float,
+    config: ModelConfig,
     backend: str,
     batch_size: int,
 ) -> Verdict:
     """The verdict for one scored routed item; the HTTP shim builds its verdicts here too, so
-    a text gets the same verdict whichever way it came in."""
+    a text gets the same verdict whichever way it came in. Threshold, label and confidence
+    come from the item's operating point (models/operating_points.py)."""
+    decision = decide(float(score), config, item.operating_point)
     return Verdict.from_score(
         id=item.id,
         model_id=item.routing.model_id,
         model_version=model_version,
         score=float(score),
-        threshold=threshold,
+        threshold=decision.threshold,
+        operating_point=decision.operating_point,
+        confidence=decision.confidence,
         backend=backend,  # type: ignore[arg-type]
         fallback_from=item.routing.fallback_from,
         attempts=item.routing.attempts,
@@ -140,6 +145,16 @@ class Worker:
                     span=self._item_span(record, item),
                 )
                 continue
+            config = self.registry.models.get(item.routing.model_id)
+            try:  # the router checked it; this catches a hand-made item or an edited registry
+                if config is not None:
+                    resolve_operating_point(config, item.operating_point)
+            except InvalidInput as exc:
+                span = self._item_span(record, item)
+                self._dead(
+                    result, record, exc.reason, exc, attempts=item.routing.attempts, span=span
+                )
+                continue
             spans[id(record)] = self._item_span(record, item)
             if item.routing.model_id not in self.detectors:
                 err = ModelUnavailable(f"{item.routing.model_id} is not loaded on {self.backend}")
@@ -209,7 +224,7 @@ class Worker:
             item,
             model_version=self._versions[model_id],
             score=score,
-            threshold=self.registry.models[model_id].threshold,
+            config=self.registry.models[model_id],
             backend=self.backend,
             batch_size=batch_size,
         )

@@ -41,6 +41,7 @@ from deepfake_stream.topics import ensure_topics
 from deepfake_stream.tracing import CORRELATION_HEADER, trace_from_headers, trace_headers
 from models.base import Detector
 from models.kinds import build_detector
+from models.operating_points import resolve_operating_point
 from producers.scan import Scan, Selection
 from routing.liveness import now_ms
 from routing.registry import Registry
@@ -298,6 +299,7 @@ class Replayer:
                     max_json_depth=limits.max_json_depth,
                 )
                 config = self.registry.resolve(self.options.model or item.model_id)
+                resolve_operating_point(config, item.operating_point)
             except (InvalidInput, UnknownModel) as exc:
                 out.append(self._dead(record, exc.reason, exc))
                 continue
@@ -318,7 +320,7 @@ class Replayer:
                     item,
                     model_version=detector.version,
                     score=outcome.score.score,
-                    threshold=config.threshold,
+                    config=config,
                     backend=self.backend,
                     batch_size=outcome.batch_size,
                 )

@@ -33,6 +33,7 @@ from deepfake_stream.tracing import (
     trace_headers,
     with_trace,
 )
+from models.operating_points import resolve_operating_point
 from routing.decide import candidates, choose_route
 from routing.liveness import LivenessView, now_ms
 from routing.registry import ModelConfig, Registry
@@ -147,6 +148,8 @@ class Router:
                 max_json_depth=limits.max_json_depth,
             )
             config = self.registry.resolve(item.model_id)
+            # An operating point the model does not document is invalid_schema, never a float.
+            resolve_operating_point(config, item.operating_point)
         except (InvalidInput, UnknownModel) as exc:
             self._dead(result, record, exc.reason, exc)
             return

@@ -21,6 +21,8 @@ class DetectRequest(BaseModel):
     """A registered model id; null means the configured default model."""
     prefer_backend: BackendName | None = None
     """A preference, not an order, exactly as on detect.in."""
+    operating_point: str | None = Field(None, min_length=1, max_length=64)
+    """One of the model's documented operating points; null means the registry's default."""
     detailed: bool = False
     """Add per-sentence scores (character spans into ``text``)."""
     id: str | None = Field(None, min_length=1, max_length=128)

@@ -32,6 +32,9 @@ class InputItem(BaseModel):
     """Echoed on the verdict."""
     deadline_ms: int | None = None
     """Epoch milliseconds; an item still unscored then is dead-lettered as deadline_exceeded."""
+    operating_point: str | None = Field(None, min_length=1, max_length=64)
+    """One of the model's documented operating points (``strict``, ``balanced``,
+    ``sensitive``); null means the registry's default. An unknown one is invalid_schema."""
 
     @field_validator("text")
     @classmethod

@@ -26,6 +26,12 @@ class Verdict(BaseModel):
     label: Literal["ai", "human"]
     is_fake: bool
     threshold: float = Field(ge=0.0, le=1.0)
+    """The threshold of ``operating_point``: chosen at a stated FPR on held-out human texts."""
+    operating_point: str | None = None
+    """The operating point that gave ``threshold`` (null: a model not yet calibrated)."""
+    confidence: Literal["high", "medium", "low"] | None = None
+    """Calibrated score band of the verdict; the README's model card states each band's
+    measured precision. Null only on verdicts from before confidence existed."""
     backend: BackendName
     fallback_from: list[BackendName] = Field(default_factory=list)
     attempts: int = Field(ge=1)

@@ -33,6 +33,7 @@ from deepfake_stream.shim.errors import ApiError
 from deepfake_stream.tracing import fail_span, start_hop_span
 from models.base import Detector
 from models.kinds import build_detector
+from models.operating_points import resolve_operating_point
 from routing.decide import candidates, choose_route
 from routing.registry import ModelConfig, Registry
 from schemas import InputItem, RoutedItem, Verdict, parse_input
@@ -128,6 +129,7 @@ class InProcessScorer:
             "text": request.text,
             "model_id": request.model_id,
             "prefer_backend": request.prefer_backend,
+            "operating_point": request.operating_point,
             "tenant": request.tenant,
             "metadata": request.metadata,
         }
@@ -140,6 +142,7 @@ class InProcessScorer:
                 max_json_depth=limits.max_json_depth,
             )
             config = self.registry.resolve(item.model_id)
+            resolve_operating_point(config, item.operating_point)
         except InvalidInput as exc:
             raise ApiError(_STATUS_FOR_REASON.get(exc.reason, 422), exc.reason, str(exc)) from None
         except UnknownModel as exc:
@@ -239,7 +242,7 @@ class InProcessScorer:
                     routed,
                     model_version=detector.version,
                     score=outcome.score.score,  # type: ignore[union-attr]
-                    threshold=config.threshold,
+                    config=config,
                     backend=plan.target,
                     batch_size=outcome.batch_size,
                 )

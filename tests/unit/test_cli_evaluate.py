@@ -9,7 +9,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).parents[2]
 DATA = ROOT / "tests" / "data" / "labelled_small.jsonl"
-KEYS = {"n", "auroc", "accuracy", "f1", "tpr_at_1pct_fpr", "texts_per_s"}
+KEYS = {
+    "n",
+    "auroc",
+    "accuracy",
+    "f1",
+    "tpr_at_1pct_fpr",
+    "fpr_at_threshold",
+    "tpr_at_threshold",
+    "texts_per_s",
+}
+EXTRA = {"model_id", "model_version", "split", "threshold", "operating_point"}
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -28,10 +38,47 @@ def test_evaluate_json_last_line() -> None:
     lines = proc.stdout.strip().splitlines()
     assert any(line.startswith("AUROC") for line in lines)  # the table for people
     result = json.loads(lines[-1])
-    assert KEYS <= set(result) <= KEYS | {"model_id", "model_version", "split"}
+    assert KEYS <= set(result) <= KEYS | EXTRA
     assert result["n"] == 24 and result["split"] == "all"
     assert 0.0 <= result["auroc"] <= 1.0 and result["texts_per_s"] > 0
     assert result["model_version"].startswith("2026.11.1+sha256:")
+
+
+def test_evaluate_by_field_reports_groups_at_an_operating_point(tmp_path: Path) -> None:
+    rows = [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
+    humans_seen = 0
+    for row in rows:
+        # One two-class group, and one group of human texts only (AUROC undefined there).
+        humans_seen += row["label"] == 0
+        row["source"] = "humans" if row["label"] == 0 and humans_seen % 2 else "mixed"
+    data = tmp_path / "grouped.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proc = _cli(
+        "evaluate",
+        "--model",
+        "tiny-tfidf",
+        "--data",
+        str(data),
+        "--by",
+        "source",
+        "--json",
+        "--operating-point",
+        "sensitive",
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["by"] == "source" and set(result["groups"]) == {"mixed", "humans"}
+    assert result["operating_point"] == "sensitive"
+    humans, mixed = result["groups"]["humans"], result["groups"]["mixed"]
+    assert humans["auroc"] is None and humans["tpr_at_threshold"] is None
+    assert 0.0 <= humans["fpr_at_threshold"] <= 1.0
+    assert mixed["auroc"] is not None and KEYS - {"texts_per_s"} <= set(mixed)
+    assert humans["n"] + mixed["n"] == result["n"] == len(rows)
+    assert "source = humans" in proc.stdout  # the per-group tables for people
+    unknown = _cli(
+        "evaluate", "--model", "tiny-tfidf", "--data", str(data), "--operating-point", "nope"
+    )
+    assert unknown.returncode == 2 and "nope" in unknown.stderr
 
 
 def test_evaluate_bad_data_is_a_clear_error(tmp_path: Path) -> None:

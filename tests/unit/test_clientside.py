@@ -50,7 +50,8 @@ def test_download_is_the_artifact_with_its_version_and_digest(client: TestClient
     assert doc["model_id"] == "tiny-tfidf" and doc["kind"] == "tfidf"
     assert doc["format"] == "deepfake-stream/tfidf@1"
     assert doc["version"] == detector.version == response.headers["x-model-version"]
-    assert doc["threshold"] == 0.5
+    # The registry's default operating point, as the stream uses it.
+    assert doc["threshold"] == load_registry().resolve("tiny-tfidf").threshold
     # sha256 covers the "model" member byte for byte: what the manifest lists, and what a
     # client can check by hashing the text between '"model":' and the final '}'.
     assert doc["sha256"] == manifest.files["model.json"] == hashlib.sha256(raw).hexdigest()

@@ -294,6 +294,8 @@ def test_verdict_round_trips_as_json_with_contract_keys() -> None:
         "label",
         "is_fake",
         "threshold",
+        "operating_point",
+        "confidence",
         "backend",
         "fallback_from",
         "attempts",

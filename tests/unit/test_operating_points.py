@@ -1,0 +1,252 @@
+"""Operating points and confidence bands: choosing, storing, and deciding with them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from consumers.worker import build_verdict
+from deepfake_stream.errors import ConfigError, InvalidInput
+from models.calibration import min_words_from, subsample
+from models.dataset import Example
+from models.operating_points import (
+    ConfidenceBands,
+    choose_threshold,
+    decide,
+    fit_bands,
+    fpr_upper_bound,
+    measure_point,
+)
+from routing.registry import DEFAULT_REGISTRY, load_registry, registry_from_dict
+from routing.registry_write import update_model
+from schemas import RoutedItem
+
+POINTS = {
+    "strict": {"threshold": 0.9, "target_fpr": 0.001},
+    "balanced": {"threshold": 0.6, "target_fpr": 0.01},
+    "sensitive": {"threshold": 0.3, "target_fpr": 0.05},
+}
+BANDS = {"ai_high": 0.95, "ai_medium": 0.8, "human_high": 0.1, "human_medium": 0.2}
+
+
+def _registry(**extra: object):  # type: ignore[no-untyped-def]
+    entry = {"kind": "tfidf", "size": "tiny", "version": "1", **extra}
+    return registry_from_dict({"models": {"m": entry}}, default_model="m", source="test.yaml")
+
+
+def _calibrated():  # type: ignore[no-untyped-def]
+    return _registry(
+        operating_points=POINTS, default_operating_point="balanced", confidence=BANDS
+    ).models["m"]
+
+
+# --- choosing a threshold ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("target", [0.001, 0.01, 0.05, 0.2])
+def test_chosen_threshold_flags_at_most_the_target_and_is_the_lowest_such(
+    seed: int, target: float
+) -> None:
+    rng = np.random.default_rng(seed)
+    human = rng.beta(2, 5, size=int(rng.integers(50, 3000)))
+    t = choose_threshold(human, target)
+    fpr = float((human >= t).mean())
+    assert fpr <= target
+    # One notch lower would flag one more human text: beyond the budget (or nothing left).
+    below = human[human < t]
+    if below.size:
+        assert float((human >= below.max()).mean()) > target
+
+
+def test_too_few_human_texts_means_no_false_positive_and_a_wide_bound() -> None:
+    human = np.linspace(0.0, 0.5, 200)  # 200 < 1 / 0.001: the budget is zero texts
+    t = choose_threshold(human, 0.001)
+    assert t > 0.5 and float((human >= t).mean()) == 0.0
+    bound = fpr_upper_bound(0, 200)
+    assert bound is not None and 0.01 < bound < 0.02  # "rule of three": about 3 / n
+    point = measure_point(np.zeros(200, dtype=int), human, t)
+    assert point["fpr"] == 0.0 and point["fpr_upper_95"] == pytest.approx(bound, abs=1e-6)
+
+
+# --- deciding ---------------------------------------------------------------------------
+
+
+def test_label_follows_the_registry_default_and_the_items_operating_point() -> None:
+    spec = _calibrated()
+    assert spec.threshold == 0.6  # the default operating point's threshold
+    assert decide(0.7, spec).label == "ai"
+    assert decide(0.7, spec).operating_point == "balanced"
+    assert decide(0.7, spec, "strict").label == "human"
+    assert decide(0.7, spec, "strict").threshold == 0.9
+    assert decide(0.4, spec, "sensitive").label == "ai"
+    assert decide(0.4, spec).label == "human"
+
+
+def test_unknown_operating_point_is_invalid_schema() -> None:
+    with pytest.raises(InvalidInput) as info:
+        decide(0.5, _calibrated(), "paranoid")
+    assert info.value.reason == "invalid_schema" and "paranoid" in str(info.value)
+    # A model without operating points documents none: any name is unknown.
+    with pytest.raises(InvalidInput):
+        decide(0.5, _registry().models["m"], "balanced")
+    assert decide(0.5, _registry().models["m"]).operating_point is None
+
+
+@pytest.mark.parametrize(
+    ("score", "point", "expected"),
+    [
+        (0.99, None, ("ai", "high")),
+        (0.85, None, ("ai", "medium")),
+        (0.65, None, ("ai", "low")),
+        (0.55, None, ("human", "low")),
+        (0.15, None, ("human", "medium")),
+        (0.05, None, ("human", "high")),
+        (0.35, "sensitive", ("ai", "low")),
+        (0.85, "strict", ("human", "low")),
+        (0.97, "strict", ("ai", "high")),
+    ],
+)
+def test_confidence_bands_are_applied(
+    score: float, point: str | None, expected: tuple[str, str]
+) -> None:
+    d = decide(score, _calibrated(), point)
+    assert (d.label, d.confidence) == expected
+
+
+def test_the_verdict_builder_uses_the_decision() -> None:
+    spec = _calibrated()
+    item = RoutedItem.model_validate(
+        {
+            "id": "x",
+            "text": "t",
+            "operating_point": "strict",
+            "routing": {"model_id": "m", "target": "cpu", "first_seen_ms": 0},
+        }
+    )
+    v = build_verdict(item, model_version="1", score=0.85, config=spec, backend="cpu", batch_size=1)
+    assert (v.label, v.is_fake, v.threshold, v.operating_point, v.confidence) == (
+        "human",
+        False,
+        0.9,
+        "strict",
+        "low",
+    )
+
+
+def test_fitted_bands_reach_their_precision() -> None:
+    rng = np.random.default_rng(1)
+    y = np.r_[np.zeros(2000, dtype=int), np.ones(2000, dtype=int)]
+    s = np.r_[rng.beta(2, 6, 2000), rng.beta(6, 2, 2000)]
+    bands = fit_bands(y, s, threshold=0.5)
+    assert bands.ai_high is not None and bands.human_high is not None
+    assert bands.ai_high >= bands.ai_medium  # type: ignore[operator]
+    assert bands.human_high <= bands.human_medium  # type: ignore[operator]
+    assert bands.precision["ai_high"] >= 0.99 and bands.precision["human_high"] >= 0.99
+    # The medium edge is where verdicts at or beyond it are still 90% right.
+    assert float((y[s >= bands.ai_medium] == 1).mean()) >= 0.9  # type: ignore[operator]
+    assert float((y[s < bands.human_medium] == 0).mean()) >= 0.9  # type: ignore[operator]
+    assert bands.precision["ai_medium"] < bands.precision["ai_high"]
+    assert bands.n["ai_high"] >= 20
+    assert sum(bands.n.values()) == y.size
+
+
+def test_a_band_needs_evidence() -> None:
+    # Overlapping classes: no score region is 99% right with 20 verdicts behind it.
+    y = np.r_[np.zeros(100, dtype=int), np.ones(100, dtype=int)]
+    s = np.r_[np.linspace(0, 1, 100), np.linspace(0, 1, 100)]
+    bands = fit_bands(y, s, threshold=0.5)
+    assert bands.ai_high is None and bands.human_high is None
+    assert decide(0.99, _registry(confidence=bands.model_dump()).models["m"]).confidence == "low"
+
+
+# --- registry ---------------------------------------------------------------------------
+
+
+def test_registry_refuses_two_sources_of_the_threshold_and_an_unknown_default() -> None:
+    with pytest.raises(ConfigError, match="either threshold or operating_points"):
+        _registry(threshold=0.5, operating_points=POINTS, default_operating_point="balanced")
+    with pytest.raises(ConfigError, match="default_operating_point"):
+        _registry(operating_points=POINTS, default_operating_point="nope")
+    with pytest.raises(ConfigError):
+        _registry(operating_points={"x": {"threshold": 1.5, "target_fpr": 0.01}})
+
+
+def test_shipped_registry_documents_operating_points_for_every_model() -> None:
+    registry = load_registry(DEFAULT_REGISTRY)
+    for config in registry.models.values():
+        if not config.operating_points:
+            continue  # not calibrated yet: verdicts carry operating_point null
+        assert set(config.operating_points) >= {"strict", "balanced", "sensitive"}
+        assert config.default_operating_point == "balanced"
+        point = config.operating_points["balanced"]
+        assert point.fpr is not None and point.fpr_upper_95 is not None
+        assert point.n_human and config.calibration and config.calibration["data"]
+        assert config.min_words is not None and isinstance(config.confidence, ConfidenceBands)
+
+
+def test_registry_write_keeps_comments_and_is_idempotent() -> None:
+    text = DEFAULT_REGISTRY.read_text()
+    fields = {
+        "default_operating_point": "balanced",
+        "operating_points": POINTS,
+        "confidence": BANDS,
+        "min_words": 40,
+    }
+    once = update_model(text, "tiny-tfidf", fields)
+    twice = update_model(once, "tiny-tfidf", fields)
+    assert once == twice
+    assert [line for line in text.splitlines() if line.lstrip().startswith("# ")] == [
+        line
+        for line in once.splitlines()
+        if line.lstrip().startswith("# ") and "calibrate" not in line
+    ] or "# Measured by" in text
+    doc = yaml.safe_load(once)
+    entry = doc["models"]["tiny-tfidf"]
+    assert "threshold" not in entry and entry["min_words"] == 40
+    assert entry["operating_points"]["strict"]["threshold"] == 0.9
+    assert doc["models"]["small-perplexity"] == yaml.safe_load(text)["models"]["small-perplexity"]
+    registry_from_dict(doc, default_model="tiny-tfidf", source="x")
+
+
+# --- calibration helpers ----------------------------------------------------------------
+
+
+def test_subsample_caps_cells_and_keeps_pairs() -> None:
+    rows = []
+    for domain in ("a", "b"):
+        for p in range(50):
+            for label, suffix in ((0, "human"), (1, "ai")):
+                rows.append(
+                    Example(
+                        text="t",
+                        label=label,
+                        id=f"{domain}{p}-{suffix}",
+                        fields={"domain": domain},
+                    )
+                )
+    kept = subsample(rows, 10)
+    assert len(kept) == 40
+    pairs: dict[str, set[int]] = {}
+    for e in kept:
+        pairs.setdefault(e.id.rsplit("-", 1)[0], set()).add(e.label)  # type: ignore[union-attr]
+    assert all(labels == {0, 1} for labels in pairs.values())
+
+
+def test_min_words_is_where_quality_stops_falling() -> None:
+    assert min_words_from({10: 0.6, 25: 0.8, 50: 0.93, 100: 0.95}, 0.96) == 50
+    assert min_words_from({10: 0.95, 25: 0.8, 50: 0.95}, 0.96) == 50
+    assert min_words_from({10: 0.5, 50: 0.6}, 0.96) == 50  # never: the longest tested
+    assert min_words_from({}, 0.9) is None
+
+
+def test_dataset_keeps_other_fields(tmp_path: Path) -> None:
+    from models.dataset import load_labelled
+
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"text": "a", "label": 0, "domain": "news", "n": 3}\n')
+    (row,) = load_labelled(path)
+    assert row.fields == {"label": 0, "domain": "news", "n": 3}
