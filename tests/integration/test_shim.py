@@ -42,7 +42,8 @@ TEXTS = [
     "Climate change poses significant challenges to global food security and biodiversity.",
     "Der Zug hatte wieder Verspätung, also bin ich zu Fuß gegangen.",
 ]
-COMPARED = ("model_id", "model_version", "label", "is_fake", "threshold", "backend",
+COMPARED = ("model_id", "model_version", "label", "is_fake", "threshold", "operating_point",
+            "confidence", "backend",
             "fallback_from", "attempts", "replay", "tenant", "metadata")  # fmt: skip
 
 
