@@ -126,7 +126,8 @@ def test_train_writes_a_loadable_artifact(tmp_path: Path) -> None:
     manifest = load_verified(tmp_path / "t")
     assert result["model_version"] == manifest.versioned("0.0.1")
     assert set(manifest.metrics or {}) == {
-        "n", "auroc", "accuracy", "f1", "tpr_at_1pct_fpr", "texts_per_s",
+        "n", "auroc", "accuracy", "f1", "tpr_at_1pct_fpr", "fpr_at_threshold",
+        "tpr_at_threshold", "texts_per_s",
     }  # fmt: skip
     assert result["n_train"] + result["n_test"] == 24
     assert manifest.extra["kind"] == "tfidf"
