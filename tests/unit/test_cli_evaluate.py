@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).parents[2]
 DATA = ROOT / "tests" / "data" / "labelled_small.jsonl"
 KEYS = {
@@ -117,3 +119,34 @@ def test_models_size_counts_the_weights_that_come_from_packages() -> None:
         assert by_id[model_id]["weights_bytes"] > 50_000_000, by_id[model_id]
     assert by_id["tiny-tfidf"]["weights_bytes"] == 0
     assert " (0.0 MB)" not in proc.stdout
+
+
+def test_calibrate_writes_operating_points_whose_fpr_holds_on_the_file(tmp_path: Path) -> None:
+    registry = tmp_path / "models.yaml"
+    registry.write_text(
+        "models:\n  # hand-written comment\n  tiny-tfidf:\n    kind: tfidf\n    size: tiny\n"
+        "    version: '2026.11.1'\n    artifact: tiny-tfidf\n    threshold: 0.5\n"
+    )
+    proc = _cli(
+        "calibrate", "--model", "tiny-tfidf", "--data", str(DATA), "--data", str(DATA),
+        "--length-sample", "12", "--models-config", str(registry),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "| `balanced` |" in proc.stdout  # the model card
+    text = registry.read_text()
+    assert "# hand-written comment" in text and "threshold: 0.5" not in text
+    entry = yaml.safe_load(text)["models"]["tiny-tfidf"]
+    assert entry["default_operating_point"] == "balanced" and entry["min_words"] is not None
+    assert entry["calibration"]["data"][0]["n"] == 24
+    for name, point in entry["operating_points"].items():
+        assert point["fpr"] <= point["target_fpr"]  # 12 human texts: zero false positives
+        assert point["fpr_upper_95"] > point["target_fpr"]  # and too few to measure it
+        ev = _cli(
+            "evaluate", "--model", "tiny-tfidf", "--data", str(DATA), "--json",
+            "--operating-point", name, "--models-config", str(registry),
+        )  # fmt: skip
+        assert ev.returncode == 0, ev.stderr
+        result = json.loads(ev.stdout.strip().splitlines()[-1])
+        assert result["threshold"] == point["threshold"]
+        assert result["fpr_at_threshold"] == point["fpr"] <= point["target_fpr"]
+        assert abs(result["tpr_at_threshold"] - point["tpr"]) < 1e-6
