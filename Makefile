@@ -74,5 +74,7 @@ QUALITY_DATA = --data $(DATA)/human_ai_corpus.jsonl:test \
 	--data $(DATA)/ood_dev/fastdetect_family.jsonl --data $(DATA)/ood_dev/outfox.jsonl
 quality: install
 	$(BIN)/deepfake-stream calibrate --model tiny-tfidf --model medium-embedding $(QUALITY_DATA)
-	$(BIN)/deepfake-stream calibrate --model small-perplexity --model large-ensemble \
+	$(BIN)/deepfake-stream calibrate --model small-perplexity \
 		--per-cell 60 --length-sample 120 $(QUALITY_DATA)
+	$(BIN)/deepfake-stream calibrate --model large-ensemble \
+		--per-cell 30 --length-sample 60 --length-prefixes 25,50,100 $(QUALITY_DATA)
