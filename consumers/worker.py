@@ -21,7 +21,7 @@ from opentelemetry.trace import Span, SpanKind
 from pydantic import ValidationError
 
 from consumers.dead_letters import dead_letter
-from consumers.isolate import score_isolating
+from consumers.scoring import Prepared, Scored, prepare_all, score_prepared, verdict_for
 from consumers.stage import BatchResult, Outgoing
 from deepfake_stream import metrics
 from deepfake_stream.errors import DetectError, InvalidInput, ModelUnavailable
@@ -41,44 +41,10 @@ from deepfake_stream.tracing import (
 from models.base import Detector
 from models.operating_points import decide, resolve_operating_point
 from routing.liveness import LivenessView, now_ms
-from routing.registry import ModelConfig, Registry
-from schemas import InputItem, RoutedItem, Verdict, utc_now_iso
+from routing.registry import Registry
+from schemas import InputItem, RoutedItem
 
 log = logging.getLogger(__name__)
-
-
-def build_verdict(
-    item: RoutedItem,
-    *,
-    model_version: str,
-    score: float,
-    config: ModelConfig,
-    backend: str,
-    batch_size: int,
-) -> Verdict:
-    """The verdict for one scored routed item; the HTTP shim builds its verdicts here too, so
-    a text gets the same verdict whichever way it came in. Threshold, label and confidence
-    come from the item's operating point (models/operating_points.py)."""
-    decision = decide(float(score), config, item.operating_point)
-    return Verdict.from_score(
-        id=item.id,
-        model_id=item.routing.model_id,
-        model_version=model_version,
-        score=float(score),
-        threshold=decision.threshold,
-        operating_point=decision.operating_point,
-        confidence=decision.confidence,
-        backend=backend,  # type: ignore[arg-type]
-        fallback_from=item.routing.fallback_from,
-        attempts=item.routing.attempts,
-        batch_size=batch_size,
-        latency_ms=max(0.0, float(now_ms() - item.routing.first_seen_ms)),
-        scored_at=utc_now_iso(),
-        replay=item.routing.replay,
-        tenant=item.tenant,
-        metadata=item.metadata,
-        text_sha256=text_digest(item.text),
-    )
 
 
 def dedup_key(item: InputItem, model_version: str) -> DedupKey:
@@ -168,7 +134,15 @@ class Worker:
         for model_id, entries in groups.items():
             detector = self.detectors[model_id]
             config = self.registry.models[model_id]
-            entries = await self._emit_cached(result, model_id, entries, spans, published)
+            prepared = await loop.run_in_executor(
+                self.executor,
+                prepare_all,
+                [i.text for _, i in entries],
+                config,
+                self.settings.limits.max_windows,
+            )
+            prep = {id(r): p for (r, _), p in zip(entries, prepared, strict=True)}
+            entries = await self._emit_cached(result, model_id, entries, spans, published, prep)
             fresh: dict[str, float] = {}
             cap = config.max_batch_size or len(entries) or 1
             for start in range(0, len(entries), cap):
@@ -189,7 +163,7 @@ class Worker:
                 started = time.perf_counter()
                 try:
                     outcomes = await loop.run_in_executor(
-                        self.executor, score_isolating, detector, [i.text for _, i in chunk]
+                        self.executor, score_prepared, detector, [prep[id(r)] for r, _ in chunk]
                     )
                 finally:
                     batch_span.end()
@@ -205,9 +179,8 @@ class Worker:
                     if outcome.score is None:
                         self._fail(result, record, item, outcome.error, span)  # type: ignore[arg-type]
                         continue
-                    score = float(outcome.score.score)
-                    self._emit_verdict(result, item, span, score, outcome.batch_size)
-                    fresh[item.text] = score
+                    self._emit_verdict(result, item, span, prep[id(record)], outcome)
+                    fresh[item.text] = outcome.score
                     published.append(dedup_key(item, self._versions[model_id]))
             if self.store is not None:
                 await self.store.cache_scores(self._versions[model_id], model_id, fresh)
@@ -217,16 +190,16 @@ class Worker:
         return result
 
     def _emit_verdict(
-        self, result: BatchResult, item: RoutedItem, span: Span, score: float, batch_size: int
+        self, result: BatchResult, item: RoutedItem, span: Span, prepared: Prepared, scored: Scored
     ) -> None:
         model_id = item.routing.model_id
-        verdict = build_verdict(
+        verdict = verdict_for(
             item,
-            model_version=self._versions[model_id],
-            score=score,
+            prepared,
+            scored,
             config=self.registry.models[model_id],
+            model_version=self._versions[model_id],
             backend=self.backend,
-            batch_size=batch_size,
         )
         span.set_attributes(
             {
@@ -303,21 +276,23 @@ class Worker:
         entries: list[Entry],
         spans: dict[int, Span],
         published: list[DedupKey],
+        prep: dict[int, Prepared],
     ) -> list[Entry]:
         """Verdicts for the texts whose score is cached (one MGET; no inference, so their
-        batch_size is 1); returns the entries still to score."""
+        batch_size is 1); returns the entries still to score. The cache holds document
+        scores only: an item asking for ``detail`` (window spans) is always scored."""
         if self.store is None or not entries:
             return entries
         version = self._versions[model_id]
         cached = await self.store.cached_scores(version, [i.text for _, i in entries])
         misses: list[Entry] = []
         for (record, item), score in zip(entries, cached, strict=True):
-            if score is None:
+            if score is None or item.detail:
                 misses.append((record, item))
                 continue
             span = spans[id(record)]
             span.set_attribute("deepfake.cache", "hit")
-            self._emit_verdict(result, item, span, score, 1)
+            self._emit_verdict(result, item, span, prep[id(record)], Scored(score, None, 1))
             published.append(dedup_key(item, version))
         hits = len(entries) - len(misses)
         self.cache_hits += hits

@@ -173,6 +173,10 @@ class LimitSettings(BaseSettings):
     max_json_depth: int = Field(32, ge=1, le=128)
     """Deepest nesting of JSON containers in an input item (anywhere, ignored fields too);
     deeper items are dead-lettered as invalid_schema (HTTP 422)."""
+    max_windows: int = Field(64, ge=1, le=4096)
+    """Most windows one text is scored in (a model's registry ``max_windows`` may lower it):
+    windows multiply a model's cost per text. A text needing more is scored on this many
+    windows spread over it, and its verdict's ``scored_chars`` says so."""
 
 
 class WorkerSettings(BaseSettings):

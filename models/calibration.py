@@ -244,20 +244,20 @@ def registry_fields(report: dict[str, Any]) -> dict[str, Any]:
         }
         for name, point in report["operating_points"].items()
     }
-    return _round_floats(
-        {
-            "default_operating_point": DEFAULT_OPERATING_POINT,
-            "operating_points": points,
-            "confidence": report["confidence"],
-            "min_words": report["length"]["min_words"],
-            "calibration": {
-                "measured_at": report["measured_at"],
-                "model_version": report["model_version"],
-                "data": report["data"],
-                "command": report["command"],
-            },
-        }
-    )
+    fields: dict[str, Any] = {
+        "default_operating_point": DEFAULT_OPERATING_POINT,
+        "operating_points": points,
+        "confidence": report["confidence"],
+        "calibration": {
+            "measured_at": report["measured_at"],
+            "model_version": report["model_version"],
+            "data": report["data"],
+            "command": report["command"],
+        },
+    }
+    if report["length"]["min_words"] is not None:  # unmeasurable: keep the registry's value
+        fields["min_words"] = report["length"]["min_words"]
+    return _round_floats(fields)
 
 
 def _pct(x: float | None) -> str:

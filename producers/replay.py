@@ -30,9 +30,8 @@ from aiokafka.structs import ConsumerRecord
 from tqdm import tqdm
 
 from consumers.dead_letters import dead_letter
-from consumers.isolate import score_isolating
+from consumers.scoring import prepare_all, score_prepared, verdict_for
 from consumers.stage import Outgoing
-from consumers.worker import build_verdict
 from deepfake_stream.errors import ConfigError, InvalidInput, UnknownModel
 from deepfake_stream.kafka import make_producer, wait_for_broker
 from deepfake_stream.redis_store import DedupKey, RedisStore
@@ -311,18 +310,20 @@ class Replayer:
             detector = await self._detector(model_id)
             config = self.registry.models[model_id]
             texts = [i.text for _, i in entries]
-            outcomes = await loop.run_in_executor(executor, score_isolating, detector, texts)
-            for (record, item), outcome in zip(entries, outcomes, strict=True):
+            windows = self.settings.limits.max_windows
+            prepared = await loop.run_in_executor(executor, prepare_all, texts, config, windows)
+            outcomes = await loop.run_in_executor(executor, score_prepared, detector, prepared)
+            for (record, item), prep, outcome in zip(entries, prepared, outcomes, strict=True):
                 if outcome.score is None:
                     out.append(self._dead(record, "model_error", outcome.error or "no score"))
                     continue
-                verdict = build_verdict(
+                verdict = verdict_for(
                     item,
-                    model_version=detector.version,
-                    score=outcome.score.score,
+                    prep,
+                    outcome,
                     config=config,
+                    model_version=detector.version,
                     backend=self.backend,
-                    batch_size=outcome.batch_size,
                 )
                 self.summary.rescored += 1
                 if self.known is not None:

@@ -44,10 +44,19 @@ class ModelEntry(BaseModel):
     operating_points: dict[str, OperatingPoint] | None = None
     default_operating_point: str | None = None
     confidence: ConfidenceBands | None = None
-    min_words: int | None = Field(None, ge=0)
-    """Below this many words the model's quality falls off (measured; see the model card)."""
     calibration: dict[str, Any] | None = None
     """Provenance of the figures above: data (files, split, n), date, command."""
+    languages: list[str] | None = None
+    """ISO 639-1 codes the model was fitted on; null: any (no ``unsupported_language``)."""
+    min_words: int = Field(50, ge=0)
+    """Below this many words the model's quality falls off (measured by ``calibrate``; see
+    the model card): shorter texts get ``confidence: low`` and reason ``too_short``."""
+    window_chars: int = Field(4000, ge=100)
+    """Characters the model reads at once: longer texts are scored over windows this long
+    (chosen from the model's token limit)."""
+    max_windows: int | None = Field(None, ge=1)
+    """Most windows per text for this model (default: the MAX_WINDOWS setting); the lower of
+    the two applies."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,13 +71,21 @@ class ModelConfig:
     """Preferred backend first, then fallbacks."""
     max_batch_size: int | None
     options: dict[str, Any] = field(default_factory=dict)
+    languages: tuple[str, ...] | None = None
+    """ISO 639-1 codes the model supports; None: any."""
+    min_words: int = 50
+    window_chars: int = 4000
+    max_windows: int | None = None
     members: tuple[ModelConfig, ...] = ()
     """Composite models (``options.members``): the member entries of this same registry."""
     operating_points: dict[str, OperatingPoint] = field(default_factory=dict)
     default_operating_point: str | None = None
     confidence: ConfidenceBands | None = None
-    min_words: int | None = None
     calibration: dict[str, Any] | None = None
+
+    def supports(self, language: str | None) -> bool:
+        """Whether the model was fitted on ``language`` (unknown language: yes)."""
+        return language is None or self.languages is None or language in self.languages
 
     def spec(self, device: str = "cpu") -> DetectorSpec:
         return DetectorSpec(
@@ -124,8 +141,11 @@ def registry_from_dict(doc: dict[str, Any], *, default_model: str, source: str) 
             operating_points=dict(entry.operating_points or {}),
             default_operating_point=entry.default_operating_point,
             confidence=entry.confidence,
-            min_words=entry.min_words,
             calibration=entry.calibration,
+            languages=None if entry.languages is None else tuple(entry.languages),
+            min_words=entry.min_words,
+            window_chars=entry.window_chars,
+            max_windows=entry.max_windows,
         )
     models = {m: _with_members(c, models, source) for m, c in models.items()}
     if default_model not in models:

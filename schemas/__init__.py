@@ -3,7 +3,7 @@
 from schemas.dead_letter import DLQ_REASONS, DeadLetter, DlqReason, DlqStage, parse_headers
 from schemas.items import BackendName, InputItem, RoutedItem, RoutingEnvelope
 from schemas.validate import parse_input
-from schemas.verdict import Verdict, utc_now_iso
+from schemas.verdict import Revision, Span, Verdict, utc_now_iso
 
 __all__ = [
     "DLQ_REASONS",
@@ -12,8 +12,10 @@ __all__ = [
     "DlqReason",
     "DlqStage",
     "InputItem",
+    "Revision",
     "RoutedItem",
     "RoutingEnvelope",
+    "Span",
     "Verdict",
     "parse_headers",
     "parse_input",

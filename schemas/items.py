@@ -35,6 +35,8 @@ class InputItem(BaseModel):
     operating_point: str | None = Field(None, min_length=1, max_length=64)
     """One of the model's documented operating points (``strict``, ``balanced``,
     ``sensitive``); null means the registry's default. An unknown one is invalid_schema."""
+    detail: bool = False
+    """Ask for ``spans`` (each window's score, in character offsets) on the verdict."""
 
     @field_validator("text")
     @classmethod

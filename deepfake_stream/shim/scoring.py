@@ -5,11 +5,11 @@ For each request the shim validates the item exactly as the router does
 routing rule (:func:`routing.decide.choose_route`, fed by the workers' heartbeats) which
 backend the stream would pick. When that backend is one the shim can run itself (``cpu``),
 it scores the text with its own copy of the detector, in a dedicated inference thread, and
-builds the verdict with the worker's own :func:`consumers.worker.build_verdict`, so a text
-gets the same score, label and ``model_version`` whichever way it came in. When the stream
-would send the item elsewhere (a live GPU worker or Modal), the shim hands it to the stream
-(``via_stream``) instead. With no live worker at all it still answers, in-process, on the
-first backend of the chain it can run.
+builds the verdict on the stream's own path (:mod:`consumers.scoring`: normalisation,
+language, windows, verdict fields), so a text gets the same verdict whichever way it came
+in. When the stream would send the item elsewhere (a live GPU worker or Modal), the shim
+hands it to the stream (``via_stream``) instead. With no live worker at all it still
+answers, in-process, on the first backend of the chain it can run.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from opentelemetry.trace import SpanKind
 
 from consumers.isolate import Outcome, score_isolating
-from consumers.worker import build_verdict
+from consumers.scoring import Scored, prepare_all, score_prepared, verdict_for
 from deepfake_stream.errors import InvalidInput, UnknownModel
 from deepfake_stream.settings import Settings
 from deepfake_stream.shim import metrics
@@ -132,6 +133,7 @@ class InProcessScorer:
             "operating_point": request.operating_point,
             "tenant": request.tenant,
             "metadata": request.metadata,
+            "detail": request.detailed,
         }
         limits = self.settings.limits
         try:
@@ -171,14 +173,20 @@ class InProcessScorer:
         )
 
     async def _predict(
-        self, config: ModelConfig, texts: Sequence[str], trace: dict[str, str] | None = None
-    ) -> list[Outcome]:
-        """Scores in batches of the model's cap. Each batch is an ``infer <model>`` span in
-        the request's trace (``trace``: the shim span's carrier), as a worker's batch is."""
+        self,
+        config: ModelConfig,
+        texts: Sequence[Any],
+        trace: dict[str, str] | None = None,
+        scorer: Callable[[Detector, list[Any]], list[Any]] = score_isolating,
+    ) -> list[Any]:
+        """Scores in batches of the model's cap, with ``scorer``: :func:`score_isolating` on
+        plain texts, or :func:`score_prepared` on prepared ones (their windows). Each batch is
+        an ``infer <model>`` span in the request's trace (``trace``: the shim span's
+        carrier), as a worker's batch is."""
         detector = await self.detector_for(config)
         cap = config.max_batch_size or len(texts) or 1
         loop = asyncio.get_running_loop()
-        outcomes: list[Outcome] = []
+        outcomes: list[Outcome | Scored] = []
         for start in range(0, len(texts), cap):
             chunk = list(texts[start : start + cap])
             span = start_hop_span(
@@ -194,9 +202,7 @@ class InProcessScorer:
             )
             started = time.perf_counter()
             try:
-                scored = await loop.run_in_executor(
-                    self._executor, score_isolating, detector, chunk
-                )
+                scored = await loop.run_in_executor(self._executor, scorer, detector, chunk)
                 failed = [o.error for o in scored if o.score is None]
                 if failed:
                     fail_span(span, "model_error", failed[0])
@@ -226,9 +232,13 @@ class InProcessScorer:
             return []
         config = plans[0].config
         detector = await self.detector_for(config)
-        outcomes = await self._predict(config, [p.item.text for p in plans], trace)
+        loop = asyncio.get_running_loop()
+        windows = self.settings.limits.max_windows
+        texts = [p.item.text for p in plans]
+        prepared = await loop.run_in_executor(self._executor, prepare_all, texts, config, windows)
+        outcomes = await self._predict(config, prepared, trace, score_prepared)
         verdicts = []
-        for plan, outcome in zip(plans, outcomes, strict=True):
+        for plan, prep, outcome in zip(plans, prepared, outcomes, strict=True):
             routed = RoutedItem.first_hop(
                 plan.item,
                 model_id=config.model_id,
@@ -238,13 +248,13 @@ class InProcessScorer:
                 trace=trace,
             )
             verdicts.append(
-                build_verdict(
+                verdict_for(
                     routed,
-                    model_version=detector.version,
-                    score=outcome.score.score,  # type: ignore[union-attr]
+                    prep,
+                    outcome,
                     config=config,
+                    model_version=detector.version,
                     backend=plan.target,
-                    batch_size=outcome.batch_size,
                 )
             )
         return verdicts
