@@ -42,6 +42,7 @@ from models.base import Detector
 from models.kinds import build_detector
 from models.operating_points import resolve_operating_point
 from producers.scan import Scan, Selection
+from routing.decide import choose_model
 from routing.liveness import now_ms
 from routing.registry import Registry
 from schemas import InputItem, RoutedItem, RoutingEnvelope, parse_input
@@ -297,7 +298,7 @@ class Replayer:
                     max_message_bytes=limits.max_message_bytes,
                     max_json_depth=limits.max_json_depth,
                 )
-                config = self.registry.resolve(self.options.model or item.model_id)
+                config = choose_model(self.registry, self.options.model or item.model_id, item.text)
                 resolve_operating_point(config, item.operating_point)
             except (InvalidInput, UnknownModel) as exc:
                 out.append(self._dead(record, exc.reason, exc))

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from routing.registry import ModelConfig
+from deepfake_stream.text import detect_language, normalise
+from routing.registry import ModelConfig, Registry
 from schemas.items import BackendName
 
 
@@ -14,6 +15,27 @@ class Route:
     target: BackendName
     chain: tuple[BackendName, ...]
     """Fallbacks left after ``target``, in order."""
+
+
+def choose_model(registry: Registry, model_id: str | None, text: str) -> ModelConfig:
+    """The item's model: its own ``model_id``; when null, the default model, unless the
+    default was not fitted on the text's language and another registered model was (one that
+    lists the language before one that accepts any).
+
+    The language is detected only when models differ in their languages: with one language
+    set for all (the shipped registry) routing costs nothing more. Raises ``UnknownModel``.
+    """
+    if model_id is not None:
+        return registry.resolve(model_id)
+    default = registry.resolve(None)
+    if all(m.languages == default.languages for m in registry.models.values()):
+        return default
+    language = detect_language(normalise(text).text)
+    if language is None or (default.languages is not None and language in default.languages):
+        return default
+    listed = [m for m in registry.models.values() if m.languages and language in m.languages]
+    any_language = [m for m in registry.models.values() if m.languages is None]
+    return (listed or any_language or [default])[0]
 
 
 def candidates(config: ModelConfig, prefer: BackendName | None) -> tuple[BackendName, ...]:

@@ -34,7 +34,7 @@ from deepfake_stream.tracing import (
     with_trace,
 )
 from models.operating_points import resolve_operating_point
-from routing.decide import candidates, choose_route
+from routing.decide import candidates, choose_model, choose_route
 from routing.liveness import LivenessView, now_ms
 from routing.registry import ModelConfig, Registry
 from schemas import InputItem, RoutedItem, parse_input
@@ -147,7 +147,7 @@ class Router:
                 max_message_bytes=limits.max_message_bytes,
                 max_json_depth=limits.max_json_depth,
             )
-            config = self.registry.resolve(item.model_id)
+            config = choose_model(self.registry, item.model_id, item.text)
             # An operating point the model does not document is invalid_schema, never a float.
             resolve_operating_point(config, item.operating_point)
         except (InvalidInput, UnknownModel) as exc:

@@ -35,7 +35,7 @@ from deepfake_stream.tracing import fail_span, start_hop_span
 from models.base import Detector
 from models.kinds import build_detector
 from models.operating_points import resolve_operating_point
-from routing.decide import candidates, choose_route
+from routing.decide import candidates, choose_model, choose_route
 from routing.registry import ModelConfig, Registry
 from schemas import InputItem, RoutedItem, Verdict, parse_input
 from schemas.http import DetectRequest, SentenceScore
@@ -143,7 +143,7 @@ class InProcessScorer:
                 max_message_bytes=limits.max_message_bytes,
                 max_json_depth=limits.max_json_depth,
             )
-            config = self.registry.resolve(item.model_id)
+            config = choose_model(self.registry, item.model_id, item.text)
             resolve_operating_point(config, item.operating_point)
         except InvalidInput as exc:
             raise ApiError(_STATUS_FOR_REASON.get(exc.reason, 422), exc.reason, str(exc)) from None
