@@ -11,8 +11,14 @@ unknown model since registered, a backend that was down), so their original byte
 re-injected into ``detect.in`` with the ``deepfake.replay: true`` header, and the live
 pipeline scores them (the router copies the header into ``routing.replay``).
 
-``--only-changed`` knows the last verdict of each (id, model_id) by reading the verdicts
-topic from its beginning before the replay starts (memory grows with the distinct ids there).
+Revisions: a re-score whose label or confidence differs from the item's last verdict on the
+verdicts topic (the verdict downstream systems acted on) carries ``revises``: that verdict's
+``model_version`` and ``scored_at``, so they can undo or redo their action. The replay knows
+the last verdict of each (id, model_id) by reading the verdicts topic from its beginning
+before it starts (memory grows with the distinct ids there; ~100 bytes each). The topic is
+the record, so this needs no Redis (whose cache holds scores, not verdicts, and may be
+evicted). ``--only-changed`` compares against the output topic the same way, and publishes
+only re-scores whose label or confidence changed.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from producers.scan import Scan, Selection
 from routing.decide import choose_model
 from routing.liveness import now_ms
 from routing.registry import Registry
-from schemas import InputItem, RoutedItem, RoutingEnvelope, parse_input
+from schemas import InputItem, Revision, RoutedItem, RoutingEnvelope, Verdict, parse_input
 
 log = logging.getLogger(__name__)
 REPLAY_HEADER = ("deepfake.replay", b"true")
@@ -76,7 +82,8 @@ class ReplaySummary:
     """Messages selected for replay."""
     rescored: int = 0
     changed: int | None = None
-    """Verdicts whose label differs from the last known one (only with --only-changed)."""
+    """Verdicts whose label or confidence differs from the last known one (only with
+    --only-changed)."""
     new: int | None = None
     """Items with no earlier verdict known (only with --only-changed)."""
     published: int = 0
@@ -120,17 +127,39 @@ class _Pacer:
         return max(0.0, k / self.rate - (time.monotonic() - self.started))
 
 
-async def last_labels(settings: Settings, topic: str) -> dict[tuple[str, str], str]:
-    """The latest label per (id, model_id) on a verdicts topic, up to its current end."""
-    labels: dict[tuple[str, str], str] = {}
+@dataclass(frozen=True, slots=True)
+class Earlier:
+    """What a replay needs of an item's last verdict."""
+
+    label: str
+    confidence: str | None
+    model_version: str
+    scored_at: str
+
+    def differs(self, verdict: Verdict) -> bool:
+        return (self.label, self.confidence) != (verdict.label, verdict.confidence)
+
+    @classmethod
+    def of(cls, verdict: Verdict) -> Earlier:
+        return cls(verdict.label, verdict.confidence, verdict.model_version, verdict.scored_at)
+
+
+async def last_verdicts(settings: Settings, topic: str) -> dict[tuple[str, str], Earlier]:
+    """The latest verdict per (id, model_id) on a verdicts topic, up to its current end."""
+    last: dict[tuple[str, str], Earlier] = {}
     async with Scan(settings, topic, Selection(), missing_ok=True) as scan:
         async for r in scan.records():
             try:
                 v = json.loads(r.value or b"")
-                labels[(str(v["id"]), str(v["model_id"]))] = str(v["label"])
-            except (ValueError, KeyError, TypeError):
+                last[(str(v["id"]), str(v["model_id"]))] = Earlier(
+                    str(v["label"]),
+                    v.get("confidence"),
+                    str(v["model_version"]),
+                    str(v["scored_at"]),
+                )
+            except (ValueError, KeyError, TypeError, AttributeError):
                 continue
-    return labels
+    return last
 
 
 class Replayer:
@@ -151,7 +180,10 @@ class Replayer:
         self.device = settings.worker.device or "cpu"
         self.backend = "gpu" if self.device.startswith("cuda") else "cpu"
         self.summary = ReplaySummary()
-        self.known: dict[tuple[str, str], str] | None = None
+        self.known: dict[tuple[str, str], Earlier] | None = None
+        """Last verdicts on the output topic (only with --only-changed)."""
+        self.earlier: dict[tuple[str, str], Earlier] = {}
+        """Last verdicts on the verdicts topic: what a re-score ``revises``."""
         if options.model is not None:
             registry.resolve(options.model)  # unknown target model: refuse before reading
 
@@ -183,8 +215,10 @@ class Replayer:
         opts = self.options
         if opts.model is not None:  # load (and check the pin) before reading anything
             await self._detector(opts.model)
+        self.earlier = await last_verdicts(self.settings, self.settings.topics.verdicts)
         if opts.only_changed:
-            self.known = await last_labels(self.settings, self.output)
+            same = self.output == self.settings.topics.verdicts
+            self.known = self.earlier if same else await last_verdicts(self.settings, self.output)
             self.summary.changed = self.summary.new = 0
         store = (
             await RedisStore(self.settings).start()
@@ -327,14 +361,24 @@ class Replayer:
                     backend=self.backend,
                 )
                 self.summary.rescored += 1
+                key = (item.id, model_id)
+                earlier = self.earlier.get(key)
+                if earlier is not None and earlier.differs(verdict):
+                    revises = Revision(
+                        model_version=earlier.model_version, scored_at=earlier.scored_at
+                    )
+                    verdict = verdict.model_copy(update={"revises": revises})
                 if self.known is not None:
-                    before = self.known.get((item.id, model_id))
+                    before = self.known.get(key)
                     if before is None:
                         self.summary.new = (self.summary.new or 0) + 1
-                    elif before != verdict.label:
+                    elif before.differs(verdict):
                         self.summary.changed = (self.summary.changed or 0) + 1
                     else:
-                        continue  # --only-changed: same label as the last verdict
+                        continue  # --only-changed: same label and confidence as the last one
+                    self.known[key] = Earlier.of(verdict)
+                if self.output == self.settings.topics.verdicts:
+                    self.earlier[key] = Earlier.of(verdict)  # a later duplicate revises this one
                 self.summary.published += 1
                 out.append(
                     Outgoing(

@@ -9,9 +9,11 @@ Choose what to replay (filters combine; every one given must match):
 Items from detect.in are re-scored in this process with the registry's model (--model to
 pick one, --model-version to pin its version) and published to detect.verdicts (or
 --output-topic, e.g. a shadow topic) with "replay": true and the new model_version.
---only-changed publishes only verdicts whose label differs from the last verdict of that id
-and model on the output topic (read from its beginning first); items with no earlier
-verdict are published too. Items that cannot be scored are dead-lettered with stage replay.
+--only-changed publishes only verdicts whose label or confidence differs from the last
+verdict of that id and model on the output topic (read from its beginning first); items
+with no earlier verdict are published too. A re-score whose label or confidence differs
+from the item's last verdict on detect.verdicts carries "revises" (that verdict's
+model_version and scored_at). Items that cannot be scored are dead-lettered with stage replay.
 
 --dlq re-injects dead letters' original bytes into detect.in (header deepfake.replay: true)
 once their cause is fixed, e.g. a model registered since; the running pipeline scores them.
@@ -58,7 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     how.add_argument("--model-version", help="refuse unless the loaded model has this version")
     how.add_argument("--output-topic", help="where verdicts go (default: the verdicts topic)")
     how.add_argument(
-        "--only-changed", action="store_true", help="publish only verdicts whose label changed"
+        "--only-changed",
+        action="store_true",
+        help="publish only verdicts whose label or confidence changed",
     )
     how.add_argument("--rate", type=float, default=None, help="items per second ceiling")
     how.add_argument("--count", type=int, default=None, help="stop after N items")
