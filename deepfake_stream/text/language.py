@@ -1,43 +1,76 @@
 """The detected language of a text (ISO 639-1), offline.
 
-``langdetect`` ships its language profiles as JSON files inside the package and loads them
-from disk: no network and no pickle. It draws random samples of the text; a fixed seed makes
-the answer deterministic, and the process's global ``random`` state, which langdetect
-re-seeds, is restored after each call.
+The language profiles are ``langdetect``'s: JSON files inside that package, loaded from disk
+(no network, no pickle). langdetect itself estimates the language by random sampling of the
+text's n-grams, which costs ~15 ms of pure Python per text, too much for a worker scoring
+thousands of texts a second. Here the same naive Bayes model is evaluated exactly instead:
+the sum over the sample's n-grams of ``log(p(n-gram | language) + alpha)``, with langdetect's
+own text cleaning and n-gram extraction and its smoothing (alpha 0.5 / 10,000), from a
+matrix of log-probabilities built once per process (~88,000 n-grams x 55 languages, 19 MB
+as float32). It is deterministic, agrees with the corpus' language labels on 99.96% of its
+2,491 texts, and takes ~3 ms (see ``SAMPLE_CHARS``).
 """
 
 from __future__ import annotations
 
-import random
 import threading
+from collections import Counter
+from dataclasses import dataclass
 
-from langdetect import DetectorFactory
-from langdetect.detector_factory import init_factory
-from langdetect.lang_detect_exception import LangDetectException
+import numpy as np
+from langdetect.detector_factory import DetectorFactory, init_factory
 
-SAMPLE_CHARS = 1000
-"""Characters of the text the language is detected on: enough for a stable answer, and
-bounds the cost (~3 ms on one CPU core) for long texts."""
+SAMPLE_CHARS = 300
+"""Characters of the text the language is detected on: as accurate on the corpus as 1,000
+(99.96%), and the cost is linear in it (~3 ms at 300 on one core)."""
+_SMOOTHING = 0.5 / 10_000
 _lock = threading.Lock()
 
 
+@dataclass(frozen=True)
+class _Profiles:
+    factory: DetectorFactory
+    index: dict[str, int]
+    """n-gram -> row of ``log_probs``"""
+    log_probs: np.ndarray
+    """``log(p(n-gram | language) + alpha)``, one row per n-gram, one column per language."""
+
+
+_profiles: _Profiles | None = None
+
+
+def _load() -> _Profiles:
+    global _profiles
+    with _lock:  # once per process (~1 s)
+        if _profiles is None:
+            init_factory()
+            from langdetect.detector_factory import _factory as factory
+
+            table = factory.word_lang_prob_map  # type: ignore[union-attr]
+            probs = np.array(list(table.values()), dtype=np.float32)
+            _profiles = _Profiles(
+                factory=factory,  # type: ignore[arg-type]
+                index={g: i for i, g in enumerate(table)},
+                log_probs=np.log(probs + np.float32(_SMOOTHING)),
+            )
+        return _profiles
+
+
 def detect_language(text: str) -> str | None:
-    """ISO 639-1 code (``zh-cn``/``zh-tw`` become ``zh``), or None without letters."""
+    """ISO 639-1 code (``zh-cn``/``zh-tw`` become ``zh``), or None without any n-gram the
+    profiles know (digits, symbols)."""
     sample = text[:SAMPLE_CHARS]
     if not any(c.isalpha() for c in sample):
         return None
-    with _lock:
-        state = random.getstate()
-        try:
-            init_factory()
-            DetectorFactory.seed = 0
-            from langdetect.detector_factory import _factory
-
-            detector = _factory.create()  # type: ignore[union-attr]
-            detector.append(sample)
-            code: str = detector.detect()
-        except LangDetectException:
-            return None
-        finally:
-            random.setstate(state)
+    profiles = _load()
+    detector = profiles.factory.create()
+    detector.append(sample)
+    detector.cleaning_text()
+    counts = Counter(detector._extract_ngrams())
+    if not counts:
+        return None
+    rows = [profiles.index[g] for g in counts]
+    weights = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))
+    scores = weights @ profiles.log_probs[rows]
+    code: str = profiles.factory.langlist[int(np.argmax(scores))]
     return code.split("-")[0]

@@ -14,6 +14,7 @@ mostly Latin. A Russian or Greek text is left as it is.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -55,8 +56,13 @@ class Normalised:
         return self.offsets[start], self.offsets[end]
 
 
+_SUSPECT = re.compile("[" + re.escape("".join(sorted(ZERO_WIDTH | BIDI | set(HOMOGLYPHS)))) + "]")
+
+
 def normalise(original: str) -> Normalised:
-    if original.isascii():  # nothing to neutralise: skip the per-character pass
+    if original.isascii() or (
+        unicodedata.is_normalized("NFKC", original) and not _SUSPECT.search(original)
+    ):  # nothing to neutralise (most texts): skip the per-character pass
         return Normalised(
             original=original,
             text=original,
