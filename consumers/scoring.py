@@ -50,7 +50,8 @@ class Prepared:
 
     @property
     def scored_chars(self) -> int:
-        return sum(e - s for s, e in self.original_bounds())
+        """Characters of the text as received inside at least one window."""
+        return Windows(bounds=tuple(self.original_bounds())).covered
 
 
 def prepare(text: str, config: ModelConfig, max_windows: int) -> Prepared:

@@ -38,7 +38,7 @@ EXPECTED = {
     },
     "evaded": {"reasons": [], "language": "en", "evasion": ["zero_width", "homoglyph"]},
     "clean": {"reasons": [], "language": "en", "evasion": []},
-    "long": {"reasons": [], "language": "en", "evasion": [], "windows": 40, "label": "ai"},
+    "long": {"reasons": [], "language": "en", "evasion": [], "windows": 39, "label": "ai"},
 }
 # What differs by nature between two scorings of the same text.
 PER_SCORING = {"id", "latency_ms", "scored_at", "batch_size", "sentences", "replay", "revises"}
