@@ -98,6 +98,18 @@ def score_prepared(detector: Detector, prepared: Sequence[Prepared]) -> list[Sco
     return scored
 
 
+def document_scores(
+    detector: Detector, config: ModelConfig, texts: Sequence[str], max_windows: int
+) -> list[float]:
+    """Each text's score as its verdict reports it (normalised, windowed, aggregated): what
+    thresholds and operating points are to be measured on. Raises on a text that fails."""
+    scored = score_prepared(detector, prepare_all(texts, config, max_windows))
+    for s in scored:
+        if s.score is None:
+            raise s.error or RuntimeError("no score")
+    return [s.score for s in scored]  # type: ignore[misc]
+
+
 def reasons_for(prepared: Prepared, config: ModelConfig) -> list[str]:
     """Why a verdict on this text cannot be trusted much (empty: no known reason)."""
     reasons = []

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from consumers.scoring import prepare, score_prepared, verdict_for
+from consumers.scoring import document_scores, prepare, score_prepared, verdict_for
 from models.base import Detector
 from models.kinds import build_detector
 from routing.decide import choose_model
@@ -129,3 +129,9 @@ def test_routing_by_language_when_model_id_is_null(config: ModelConfig) -> None:
     assert choose_model(without_tr, None, TURKISH).model_id == "any-model"
     same = Registry(models={"tiny-tfidf": config}, default_model="tiny-tfidf")
     assert choose_model(same, None, TURKISH).model_id == "tiny-tfidf"
+
+
+def test_document_scores_are_the_verdicts_scores(config: ModelConfig, detector: Detector) -> None:
+    texts = [HUMAN * 3, evade(ai_english()), TURKISH]
+    want = [verdict(t, config, detector).score for t in texts]
+    assert document_scores(detector, config, texts, 64) == want
