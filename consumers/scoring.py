@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from consumers.isolate import score_isolating
@@ -108,6 +108,13 @@ def document_scores(
         if s.score is None:
             raise s.error or RuntimeError("no score")
     return [s.score for s in scored]  # type: ignore[misc]
+
+
+def document_scorer(
+    max_windows: int,
+) -> Callable[[Detector, ModelConfig, Sequence[str]], list[float]]:
+    """:func:`document_scores` as the scorer ``evaluate`` and ``calibrate`` measure with."""
+    return lambda detector, config, texts: document_scores(detector, config, texts, max_windows)
 
 
 def reasons_for(prepared: Prepared, config: ModelConfig) -> list[str]:

@@ -39,7 +39,7 @@ from deepfake_stream.tracing import (
     with_trace,
 )
 from models.base import Detector
-from models.operating_points import decide, resolve_operating_point
+from models.operating_points import resolve_operating_point
 from routing.liveness import LivenessView, now_ms
 from routing.registry import Registry
 from schemas import InputItem, RoutedItem

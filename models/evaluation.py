@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from models.dataset import DEFAULT_SEED, Example, load_labelled, select
@@ -14,13 +15,29 @@ from models.operating_points import resolve_operating_point
 from models.training import score_texts
 
 if TYPE_CHECKING:
-    from routing.registry import Registry
+    from models.base import Detector
+    from routing.registry import ModelConfig, Registry
 
 Split = Literal["all", "test", "train"]
 
+Scorer = Callable[["Detector", "ModelConfig", Sequence[str]], list[float]]
+"""How a batch of texts becomes document scores. Verdicts score normalised texts over windows
+(consumers/scoring.py, a layer above this one), so the commands that measure thresholds pass
+that path in: a threshold is only valid on scores made the way verdicts make them."""
+
+
+def raw_scores(detector: Detector, config: ModelConfig, texts: Sequence[str]) -> list[float]:
+    """The detector's own score of each text as given (no normalisation, no windows)."""
+    return [s.score for s in detector.predict_batch(list(texts))]
+
 
 async def _score(
-    model_id: str, registry: Registry, texts: list[str], batch_size: int, progress: bool
+    model_id: str,
+    registry: Registry,
+    texts: list[str],
+    batch_size: int,
+    progress: bool,
+    scorer: Scorer,
 ) -> tuple[list[float], float, str]:
     config = registry.resolve(model_id)
     detector = build_detector(config.spec())
@@ -29,7 +46,7 @@ async def _score(
         # Inference is synchronous by contract; run it off the loop as workers do.
         scores, per_s = await asyncio.to_thread(
             score_texts,
-            lambda batch: [s.score for s in detector.predict_batch(batch)],
+            lambda batch: scorer(detector, config, batch),
             texts,
             batch_size=batch_size,
             progress=progress,
@@ -47,10 +64,12 @@ def score_model(
     registry: Registry,
     batch_size: int = 64,
     progress: bool = True,
+    scorer: Scorer = raw_scores,
 ) -> tuple[list[float], float, str]:
-    """(scores, texts per second, model version) of ``texts`` as a worker scores them."""
+    """(scores, texts per second, model version) of ``texts``, loaded as a worker loads the
+    model and scored by ``scorer``."""
     config = registry.resolve(model_id)
-    return asyncio.run(_score(config.model_id, registry, texts, batch_size, progress))
+    return asyncio.run(_score(config.model_id, registry, texts, batch_size, progress, scorer))
 
 
 def group_of(example: Example, by: str) -> str:
@@ -91,6 +110,7 @@ def evaluate(
     progress: bool = True,
     by: str | None = None,
     operating_point: str | None = None,
+    scorer: Scorer = raw_scores,
 ) -> dict[str, Any]:
     """Metrics of ``model_id`` on ``data_path`` (``split``: the whole file, or one side of
     the fixed topic-grouped split used by ``train``) at the threshold of ``operating_point``
@@ -104,6 +124,7 @@ def evaluate(
         registry=registry,
         batch_size=batch_size,
         progress=progress,
+        scorer=scorer,
     )
     return {
         **grouped_metrics(examples, scores, threshold, by),

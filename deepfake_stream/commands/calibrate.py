@@ -27,6 +27,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from consumers.scoring import document_scorer
 from deepfake_stream.settings import Settings
 from models.calibration import (
     analyse,
@@ -121,6 +122,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             registry=registry,
             batch_size=max(1, args.batch_size),
             progress=sys.stderr.isatty(),
+            scorer=document_scorer(settings.limits.max_windows),
         )
         per_set, at = [], 0
         for s in sets:

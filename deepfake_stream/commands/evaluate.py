@@ -3,7 +3,8 @@
 Prints n, AUROC, accuracy, F1 (AI as the positive class, at the model's registry
 threshold), TPR at 1% FPR (the highest true-positive rate of any threshold that flags at
 most 1% of human texts; no interpolation) and texts/s (scoring only, model load excluded).
-The model is loaded exactly as a worker loads it: from its verified artifact.
+The model is loaded exactly as a worker loads it: from its verified artifact, and each text
+is scored as its verdict would be (normalised, over windows covering the whole text).
 
 FPR and TPR at the threshold are the shares of human and of AI texts flagged at the model's
 default operating point in the registry (or --operating-point). --by FIELD adds the same
@@ -26,6 +27,7 @@ import json
 import sys
 from pathlib import Path
 
+from consumers.scoring import document_scorer
 from deepfake_stream.settings import Settings
 from models.dataset import DEFAULT_SEED
 from models.evaluation import evaluate
@@ -79,6 +81,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         progress=sys.stderr.isatty(),
         by=args.by,
         operating_point=args.operating_point,
+        scorer=document_scorer(settings.limits.max_windows),
     )
     point = result["operating_point"] or "registry threshold"
     print(f"model  {result['model_id']} {result['model_version']}  ({args.split}: {args.data})")

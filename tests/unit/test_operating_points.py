@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from consumers.worker import build_verdict
+from consumers.scoring import Scored, prepare, verdict_for
 from deepfake_stream.errors import ConfigError, InvalidInput
 from models.calibration import min_words_from, subsample
 from models.dataset import Example
@@ -117,24 +117,37 @@ def test_confidence_bands_are_applied(
     assert (d.label, d.confidence) == expected
 
 
-def test_the_verdict_builder_uses_the_decision() -> None:
+def _verdict(score: float, text: str):  # type: ignore[no-untyped-def]
     spec = _calibrated()
     item = RoutedItem.model_validate(
         {
             "id": "x",
-            "text": "t",
+            "text": text,
             "operating_point": "strict",
             "routing": {"model_id": "m", "target": "cpu", "first_seen_ms": 0},
         }
     )
-    v = build_verdict(item, model_version="1", score=0.85, config=spec, backend="cpu", batch_size=1)
-    assert (v.label, v.is_fake, v.threshold, v.operating_point, v.confidence) == (
-        "human",
-        False,
-        0.9,
-        "strict",
-        "low",
+    prepared = prepare(text, spec, max_windows=4)
+    return verdict_for(
+        item, prepared, Scored(score, None, 1), config=spec, model_version="1", backend="cpu"
     )
+
+
+@pytest.mark.parametrize(
+    ("score", "expected"),
+    [(0.85, ("human", False, "low")), (0.97, ("ai", True, "high"))],
+)
+def test_the_verdict_builder_uses_the_decision(
+    score: float, expected: tuple[str, bool, str]
+) -> None:
+    v = _verdict(score, "a plain sentence of words " * 20)
+    assert (v.label, v.is_fake, v.confidence) == expected
+    assert (v.threshold, v.operating_point, v.reasons) == (0.9, "strict", [])
+
+
+def test_a_reason_not_to_trust_a_verdict_makes_it_low_whatever_the_band() -> None:
+    v = _verdict(0.97, "too short")
+    assert (v.label, v.confidence, v.reasons) == ("ai", "low", ["too_short"])
 
 
 def test_fitted_bands_reach_their_precision() -> None:
