@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 
 from deepfake_stream.services import registry_for, serve_router, serve_worker
+from models.operating_points import OperatingPoint
 from producers.replay import ReplayOptions, replay
 from producers.scan import Selection
 from routing.registry import Registry
@@ -31,7 +32,7 @@ TEXTS = {
 EXPECTED = {
     "short": {"reasons": ["too_short"], "confidence": "low", "language": "en", "evasion": []},
     "turkish": {
-        "reasons": ["unsupported_language:tr"],
+        "reasons": ["too_short", "unsupported_language:tr"],  # 59 words; min_words 150
         "confidence": "low",
         "language": "tr",
         "evasion": [],
@@ -53,8 +54,11 @@ def check_fields(v: dict, name: str) -> None:
 
 async def test_fields_through_the_stream_the_shim_and_replay(kafka_bootstrap: str) -> None:
     settings = unique_settings(kafka_bootstrap, api__api_keys=KEY)
-    docs = [{"id": name, "text": t, "model_id": "tiny-tfidf"} for name, t in TEXTS.items()]
-    docs.append({"id": "long-detail", "text": LONG, "model_id": "tiny-tfidf", "detail": True})
+    # The sensitive operating point (5% FPR): the AI texts here score between its threshold
+    # and the default's, so label changes below come from the operating point.
+    base = {"model_id": "tiny-tfidf", "operating_point": "sensitive"}
+    docs = [{"id": name, "text": t, **base} for name, t in TEXTS.items()]
+    docs.append({"id": "long-detail", "text": LONG, "detail": True, **base})
     async with running(
         lambda stop: serve_router(settings, stop=stop),
         lambda stop: serve_worker(settings, "cpu", stop=stop),
@@ -78,7 +82,7 @@ async def test_fields_through_the_stream_the_shim_and_replay(kafka_bootstrap: st
         async with shim_client(settings) as (_, client):
             await wait_ready(client)
             for name, text in TEXTS.items():
-                r = await client.post("/v1/detect", json={"text": text, "model_id": "tiny-tfidf"})
+                r = await client.post("/v1/detect", json={"text": text, **base})
                 assert r.status_code == 200, r.text
                 shim = r.json()
                 check_fields(shim, name)
@@ -87,13 +91,13 @@ async def test_fields_through_the_stream_the_shim_and_replay(kafka_bootstrap: st
                     k: v for k, v in want.items() if k not in PER_SCORING
                 }
             r = await client.post(
-                "/v1/detect", json={"text": LONG, "model_id": "tiny-tfidf", "detailed": True}
+                "/v1/detect", json={"text": LONG, "detailed": True, **base}
             )
             assert r.status_code == 200, r.text
             assert r.json()["spans"] == spans
 
-    # Replay with the same model: same fields, nothing revised. With a stricter threshold,
-    # the AI verdicts flip and name the verdict they replace.
+    # Replay with the same model: same fields, nothing revised. With a stricter threshold at
+    # the same operating point, the AI verdicts flip and name the verdict they replace.
     summary = await replay(settings, Selection(), ReplayOptions(progress=False))
     assert summary.rescored == len(docs)
     same = (await collect(settings, verdicts=len(docs), timeout=60, settle=1.0)).verdicts
@@ -106,7 +110,16 @@ async def test_fields_through_the_stream_the_shim_and_replay(kafka_bootstrap: st
     shipped = registry_for(settings)
     tiny = shipped.models["tiny-tfidf"]
     strict = Registry(
-        models={"tiny-tfidf": replace(tiny, threshold=0.9999)}, default_model="tiny-tfidf"
+        models={
+            "tiny-tfidf": replace(
+                tiny,
+                operating_points={
+                    **tiny.operating_points,
+                    "sensitive": OperatingPoint(threshold=0.9999, target_fpr=0.05),
+                },
+            )
+        },
+        default_model="tiny-tfidf",
     )
     await replay(settings, Selection(), ReplayOptions(progress=False), registry=strict)
     results = await collect(settings, verdicts=len(docs), timeout=60, settle=1.0)
