@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from consumers.isolate import score_isolating
+from deepfake_stream.redis_store import text_digest
 from deepfake_stream.text import Normalised, Windows, aggregate, normalise, split_windows
 from deepfake_stream.text.language import detect_language
 from models.base import Detector
@@ -170,4 +171,5 @@ def verdict_for(
         replay=item.routing.replay,
         tenant=item.tenant,
         metadata=item.metadata,
+        text_sha256=text_digest(item.text),
     )
