@@ -101,6 +101,19 @@ def test_up_refuses_a_port_where_something_else_listens_quickly(not_kafka: str) 
     assert took < 20
 
 
+@pytest.mark.parametrize("what", ["relay", "pipeline"])
+def test_bench_refuses_a_port_where_something_else_listens_quickly(
+    not_kafka: str, what: str
+) -> None:
+    """bench asks the same Kafka handshake as the other commands: a TCP connect alone would
+    take an HTTP server for a broker and benchmark against it (40 s, then a traceback)."""
+    proc, took = _run(not_kafka, "bench", what, "--n", "10", "--model", "tiny-tfidf")
+    _assert_one_clean_line(proc, not_kafka)
+    assert "does not answer as a Kafka broker" in proc.stderr
+    assert "KAFKA_BOOTSTRAP_SERVERS" in proc.stderr
+    assert took < 20
+
+
 def test_topics_print_kafka_cli_needs_no_broker() -> None:
     proc, _ = _run(f"127.0.0.1:{free_port()}", "topics", "--print-kafka-cli")
     assert proc.returncode == 0, proc.stderr
