@@ -118,3 +118,48 @@ def test_topics_print_kafka_cli_needs_no_broker() -> None:
     proc, _ = _run(f"127.0.0.1:{free_port()}", "topics", "--print-kafka-cli")
     assert proc.returncode == 0, proc.stderr
     assert "kafka-topics" in proc.stdout
+
+
+async def test_shim_via_stream_without_a_broker_says_what_to_do(wrong_broker: str) -> None:
+    """The 503 of ``?via=stream`` with no broker names what was tried and what to do (the
+    same hint as the CLI's), and says the in-process path still answers; it does."""
+    import asyncio
+
+    import httpx
+
+    from deepfake_stream.settings import load_settings
+    from deepfake_stream.shim import create_app
+
+    settings = load_settings(
+        {
+            ("kafka", "bootstrap_servers"): wrong_broker,
+            ("kafka", "probe_timeout_s"): "0.5",
+            ("api", "api_keys"): "k1",
+        }
+    )
+    app = create_app(settings, connect_store=False)
+    state = app.state.shim
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://shim",
+            headers={"X-API-Key": "k1"},
+            timeout=30,
+        ) as client:
+            async with asyncio.timeout(20):  # the shim's first probe has answered
+                while wrong_broker not in state.broker_problem:
+                    await asyncio.sleep(0.05)
+            r = await client.post("/v1/detect?via=stream", json={"text": "hello there"})
+            assert r.status_code == 503, r.text
+            body = r.json()
+            assert body["error"] == "stream_unavailable"
+            detail = body["detail"]
+            assert wrong_broker in detail and "Traceback" not in r.text
+            assert "KAFKA_BOOTSTRAP_SERVERS" in detail and "make run" in detail
+            assert "leave out ?via=stream" in detail
+            if "nothing listens" not in detail:
+                assert "does not answer as a Kafka broker" in detail
+            ready = await client.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["broker"] is False
+            r = await client.post("/v1/detect", json={"text": "hello there"})
+            assert r.status_code == 200, r.text
