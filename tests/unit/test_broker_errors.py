@@ -139,27 +139,26 @@ async def test_shim_via_stream_without_a_broker_says_what_to_do(wrong_broker: st
     )
     app = create_app(settings, connect_store=False)
     state = app.state.shim
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://shim",
-            headers={"X-API-Key": "k1"},
-            timeout=30,
-        ) as client:
-            async with asyncio.timeout(20):  # the shim's first probe has answered
-                while wrong_broker not in state.broker_problem:
-                    await asyncio.sleep(0.05)
-            r = await client.post("/v1/detect?via=stream", json={"text": "hello there"})
-            assert r.status_code == 503, r.text
-            body = r.json()
-            assert body["error"] == "stream_unavailable"
-            detail = body["detail"]
-            assert wrong_broker in detail and "Traceback" not in r.text
-            assert "KAFKA_BOOTSTRAP_SERVERS" in detail and "make run" in detail
-            assert "leave out ?via=stream" in detail
-            if "nothing listens" not in detail:
-                assert "does not answer as a Kafka broker" in detail
-            ready = await client.get("/readyz")
-            assert ready.status_code == 503 and ready.json()["broker"] is False
-            r = await client.post("/v1/detect", json={"text": "hello there"})
-            assert r.status_code == 200, r.text
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://shim",
+        headers={"X-API-Key": "k1"},
+        timeout=30,
+    ) as client:
+        async with asyncio.timeout(20):  # the shim's first probe has answered
+            while wrong_broker not in state.broker_problem:
+                await asyncio.sleep(0.05)
+        r = await client.post("/v1/detect?via=stream", json={"text": "hello there"})
+        assert r.status_code == 503, r.text
+        body = r.json()
+        assert body["error"] == "stream_unavailable"
+        detail = body["detail"]
+        assert wrong_broker in detail and "Traceback" not in r.text
+        assert "KAFKA_BOOTSTRAP_SERVERS" in detail and "make run" in detail
+        assert "leave out ?via=stream" in detail
+        if "nothing listens" not in detail:
+            assert "does not answer as a Kafka broker" in detail
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["broker"] is False
+        r = await client.post("/v1/detect", json={"text": "hello there"})
+        assert r.status_code == 200, r.text
