@@ -139,12 +139,15 @@ async def test_shim_via_stream_without_a_broker_says_what_to_do(wrong_broker: st
     )
     app = create_app(settings, connect_store=False)
     state = app.state.shim
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app),
-        base_url="http://shim",
-        headers={"X-API-Key": "k1"},
-        timeout=30,
-    ) as client:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://shim",
+            headers={"X-API-Key": "k1"},
+            timeout=30,
+        ) as client,
+    ):
         async with asyncio.timeout(20):  # the shim's first probe has answered
             while wrong_broker not in state.broker_problem:
                 await asyncio.sleep(0.05)
@@ -162,3 +165,27 @@ async def test_shim_via_stream_without_a_broker_says_what_to_do(wrong_broker: st
         assert ready.status_code == 503 and ready.json()["broker"] is False
         r = await client.post("/v1/detect", json={"text": "hello there"})
         assert r.status_code == 200, r.text
+
+
+def test_produce_names_a_missing_file_before_looking_for_a_broker(tmp_path: Path) -> None:
+    """With no broker either, the user first hears about the file they mistyped."""
+    proc, _ = _run(f"127.0.0.1:{free_port()}", "produce", str(tmp_path / "missing.jsonl"))
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "missing.jsonl does not exist" in lines[0], lines
+    assert "JSONL file of input items" in lines[0] and "Kafka" not in lines[0]
+
+
+def test_evaluate_without_its_data_says_where_the_corpus_is(tmp_path: Path) -> None:
+    proc, _ = _run(
+        f"127.0.0.1:{free_port()}",
+        "evaluate",
+        "--model",
+        "tiny-tfidf",
+        "--data",
+        str(tmp_path / "human_ai_corpus.jsonl"),
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "not found" in lines[-1], lines
+    assert "does not ship with the project" in lines[-1] and "README" in lines[-1]
