@@ -189,3 +189,21 @@ def test_evaluate_without_its_data_says_where_the_corpus_is(tmp_path: Path) -> N
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "not found" in lines[-1], lines
     assert "does not ship with the project" in lines[-1] and "README" in lines[-1]
+
+
+@pytest.mark.parametrize(
+    "args", [["db", "upgrade"], ["verdicts", "post-1"]], ids=lambda a: " ".join(a)
+)
+def test_a_store_command_without_its_database_says_what_to_do(args: list[str]) -> None:
+    env = dict(
+        os.environ,
+        DATABASE_URL=f"postgresql://127.0.0.1:{free_port()}/nowhere",
+        DATABASE_CONNECT_RETRY_MAX_S="0.2",
+    )
+    proc = subprocess.run(
+        [*console_command(), *args], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "nowhere" in errors[0] and "DATABASE_URL" in errors[0], errors
