@@ -237,17 +237,20 @@ class Worker:
             )
             return [Outcome(None, error, len(texts)) for _ in texts]
         loop = asyncio.get_running_loop()
+        timed_out = InferenceTimedOut(
+            f"inference of {model_id} on {self.backend} ran past "
+            f"{self.inference_timeout_s:g}s (WORKER_BATCH_TIMEOUT_S)"
+        )
+        left = deadline - loop.time()
+        if left <= 0:  # earlier chunks of this batch used its time up: nothing is hung
+            return [Outcome(None, timed_out, len(texts)) for _ in texts]
         call = loop.run_in_executor(self.executor, score_isolating, detector, texts)
         try:
             # shield: on a timeout the call keeps its future, which says when it returns.
-            return await asyncio.wait_for(asyncio.shield(call), max(0.0, deadline - loop.time()))
+            return await asyncio.wait_for(asyncio.shield(call), left)
         except TimeoutError:
             self._hung(model_id, call)
-            error = InferenceTimedOut(
-                f"inference of {model_id} on {self.backend} ran past "
-                f"{self.inference_timeout_s:g}s (WORKER_BATCH_TIMEOUT_S)"
-            )
-            return [Outcome(None, error, len(texts)) for _ in texts]
+            return [Outcome(None, timed_out, len(texts)) for _ in texts]
 
     def _hung(self, model_id: str, call: asyncio.Future[Any]) -> None:
         """Stop using and advertising ``model_id`` until ``call`` returns; score the other
