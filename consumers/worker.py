@@ -132,7 +132,7 @@ class Worker:
         self.inference_timeout_s = settings.worker.batch_timeout_s
         self.hung: dict[str, float] = {}
         """Models whose inference ran past the timeout and has not returned yet (monotonic
-        time it started): not advertised, and their items are handed on at once."""
+        time the timeout struck): not advertised, and their items are handed on at once."""
         self.on_advertised_change: Callable[[], None] | None = None
         """Called when the advertised models change (the heartbeat publishes at once)."""
 
@@ -232,8 +232,8 @@ class Worker:
         since = self.hung.get(model_id)
         if since is not None:  # stuck in an earlier call: hand these on without waiting
             error: BaseException = ModelUnavailable(
-                f"model {model_id} is hung on {self.backend} (an inference has run for "
-                f"{time.monotonic() - since:.0f}s, past WORKER_BATCH_TIMEOUT_S)"
+                f"model {model_id} is hung on {self.backend} (an inference still running "
+                f"{time.monotonic() - since:.0f}s after WORKER_BATCH_TIMEOUT_S)"
             )
             return [Outcome(None, error, len(texts)) for _ in texts]
         loop = asyncio.get_running_loop()
