@@ -4,6 +4,13 @@ Each micro-batch is grouped by model, scored off the event loop in the inference
 and turned into verdicts. An item its detector fails on goes to the next live backend of its
 chain (attempts + 1, ``fallback_from`` extended); with none left it is dead-lettered as
 ``all_backends_failed``.
+
+A batch's inference is bounded by WORKER_BATCH_TIMEOUT_S. Past it, the model counts as hung on
+this backend: the batch's items are handed on like any other model failure, the worker stops
+advertising the model at once (a heartbeat right away, so the router sends new items
+elsewhere) and hands on every item of it that still arrives, without waiting. The stuck call
+cannot be killed: the worker leaves its thread behind and scores the other models in a fresh
+one. When the stuck call returns, the model is advertised and used again.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from functools import partial
 from typing import Any
@@ -21,10 +28,11 @@ from opentelemetry.trace import Span, SpanKind
 from pydantic import ValidationError
 
 from consumers.dead_letters import dead_letter
+from consumers.inference_thread import InferenceThread
 from consumers.scoring import Prepared, Scored, prepare_all, score_prepared, verdict_for
 from consumers.stage import BatchResult, Outgoing
 from deepfake_stream import metrics
-from deepfake_stream.errors import DetectError, InvalidInput, ModelUnavailable
+from deepfake_stream.errors import DetectError, InferenceTimedOut, InvalidInput, ModelUnavailable
 from deepfake_stream.redis_store import DedupKey, RedisStore, text_digest
 from deepfake_stream.settings import Settings
 from deepfake_stream.tracing import (
@@ -53,6 +61,11 @@ def dedup_key(item: InputItem, model_version: str) -> DedupKey:
 
 
 Entry = tuple[ConsumerRecord, RoutedItem]
+
+OUTPUT_MARGIN_S = 30.0
+"""The stage's ceiling on a worker's batch is WORKER_BATCH_TIMEOUT_S plus this: the worker
+bounds the inference itself (and hands a hung batch's items on), the margin covers the Redis
+calls (each bounded by REDIS_TIMEOUT_S) and producing and committing the outputs."""
 
 
 class Worker:
@@ -87,9 +100,21 @@ class Worker:
         manifest, which cost ~10% of a worker's CPU when done once per item."""
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
         """Labelled metric children (verdicts, end-to-end latency) per (model, label)."""
+        self.inference_timeout_s = settings.worker.batch_timeout_s
+        self.hung: dict[str, float] = {}
+        """Models whose inference ran past the timeout and has not returned yet (monotonic
+        time the timeout struck): not advertised, and their items are handed on at once."""
+        self.on_advertised_change: Callable[[], None] | None = None
+        """Called when the advertised models change (the heartbeat publishes at once)."""
+
+    def advertised(self) -> list[str]:
+        """The models this worker offers the router: loaded, and not hung."""
+        return [m for m, d in self.detectors.items() if d.ready and m not in self.hung]
 
     async def handle(self, records: Sequence[ConsumerRecord]) -> BatchResult:
         result = BatchResult()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.inference_timeout_s
         self._versions = {m: d.version for m, d in self.detectors.items()}
         groups: dict[str, list[tuple[ConsumerRecord, RoutedItem]]] = {}
         # One span per item, child of the span that sent it here (router or the backend it
@@ -130,7 +155,6 @@ class Worker:
 
         groups = await self._unpublished(groups, spans)
         published: list[DedupKey] = []
-        loop = asyncio.get_running_loop()
         for model_id, entries in groups.items():
             detector = self.detectors[model_id]
             config = self.registry.models[model_id]
@@ -162,8 +186,8 @@ class Worker:
                 )
                 started = time.perf_counter()
                 try:
-                    outcomes = await loop.run_in_executor(
-                        self.executor, score_prepared, detector, [prep[id(r)] for r, _ in chunk]
+                    outcomes = await self._infer(
+                        model_id, detector, [prep[id(r)] for r, _ in chunk], deadline
                     )
                 finally:
                     batch_span.end()
@@ -188,6 +212,71 @@ class Worker:
             # Recorded only once the broker acknowledged these verdicts: never loses one.
             result.after_ack.append(partial(self.store.record_published, published))
         return result
+
+    async def _infer(
+        self, model_id: str, detector: Detector, prepared: list[Prepared], deadline: float
+    ) -> list[Scored]:
+        """Score ``prepared`` texts (all their windows) in the inference thread, waiting at
+        most until ``deadline``."""
+        n = len(prepared)
+        since = self.hung.get(model_id)
+        if since is not None:  # stuck in an earlier call: hand these on without waiting
+            error: BaseException = ModelUnavailable(
+                f"model {model_id} is hung on {self.backend} (an inference still running "
+                f"{time.monotonic() - since:.0f}s after WORKER_BATCH_TIMEOUT_S)"
+            )
+            return [Scored(None, error, n) for _ in prepared]
+        loop = asyncio.get_running_loop()
+        timed_out = InferenceTimedOut(
+            f"inference of {model_id} on {self.backend} ran past "
+            f"{self.inference_timeout_s:g}s (WORKER_BATCH_TIMEOUT_S)"
+        )
+        left = deadline - loop.time()
+        if left <= 0:  # earlier chunks of this batch used its time up: nothing is hung
+            return [Scored(None, timed_out, n) for _ in prepared]
+        call = loop.run_in_executor(self.executor, score_prepared, detector, prepared)
+        try:
+            # shield: on a timeout the call keeps its future, which says when it returns.
+            return await asyncio.wait_for(asyncio.shield(call), left)
+        except TimeoutError:
+            self._hung(model_id, call)
+            return [Scored(None, timed_out, n) for _ in prepared]
+
+    def _hung(self, model_id: str, call: asyncio.Future[Any]) -> None:
+        """Stop using and advertising ``model_id`` until ``call`` returns; score the other
+        models in a fresh thread (the stuck one cannot be killed)."""
+        self.hung[model_id] = time.monotonic()
+        stuck, self.executor = self.executor, InferenceThread(f"{self.backend}-inference")
+        stuck.shutdown(wait=False)  # its thread ends if the call ever returns
+        metrics.MODEL_HUNG.labels(model_id, self.backend).set(1)
+        log.error(
+            "inference of %s on %s ran past %gs (WORKER_BATCH_TIMEOUT_S): its items go to the "
+            "next backend of their chain, and %s is not advertised until that call returns",
+            model_id,
+            self.backend,
+            self.inference_timeout_s,
+            model_id,
+        )
+        call.add_done_callback(partial(self._returned, model_id))
+        self._advertised_changed()
+
+    def _returned(self, model_id: str, call: asyncio.Future[Any]) -> None:
+        if not call.cancelled() and call.exception() is not None:  # retrieved: no warning
+            log.info("the stuck inference of %s failed when it returned", model_id)
+        since = self.hung.pop(model_id, None)
+        metrics.MODEL_HUNG.labels(model_id, self.backend).set(0)
+        if since is not None:
+            log.warning(
+                "the stuck inference of %s on %s returned after %.0fs; advertised again",
+                model_id,
+                self.backend,
+                time.monotonic() - since,
+            )
+        self._advertised_changed()
+
+    def _advertised_changed(self) -> None:
+        if self.on_advertised_change is not None:
+            self.on_advertised_change()
 
     def _emit_verdict(
         self, result: BatchResult, item: RoutedItem, span: Span, prepared: Prepared, scored: Scored

@@ -53,6 +53,12 @@ class BackendUnavailable(DetectError):
     reason = "model_error"
 
 
+class InferenceTimedOut(BackendUnavailable):
+    """A batch's inference ran past WORKER_BATCH_TIMEOUT_S: the model is stuck on this
+    backend, so its items go to the next backend of their chain (a thread cannot be killed;
+    the worker stops using that model until the stuck call returns)."""
+
+
 class BackendsExhausted(DetectError):
     reason = "all_backends_failed"
 

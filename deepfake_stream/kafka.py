@@ -7,7 +7,6 @@ produced is acknowledged by every in-sync replica. Consumers never auto-commit.
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -74,16 +73,6 @@ def make_consumer(
 def first_bootstrap(settings: Settings) -> tuple[str, int]:
     host, _, port = settings.kafka.bootstrap_servers.split(",")[0].strip().rpartition(":")
     return host.strip("[]") or "127.0.0.1", int(port or 9092)
-
-
-def bootstrap_answers(settings: Settings, timeout: float = 1.0) -> bool:
-    """True when something accepts TCP connections at the first bootstrap address."""
-    host, port = first_bootstrap(settings)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 async def wait_for_broker(settings: Settings, timeout: float = 30.0) -> None:

@@ -88,6 +88,12 @@ DUPLICATES_DROPPED = Counter(
     "was already published, by stage and model.",
     ["stage", "model"],
 )
+MODEL_HUNG = Gauge(
+    "deepfake_model_hung",
+    "1 while a model's inference on this worker has run past WORKER_BATCH_TIMEOUT_S and not "
+    "returned (the model is not advertised meanwhile), else 0.",
+    ["model", "backend"],
+)
 CONSUMER_LAG = Gauge(
     "deepfake_consumer_lag",
     "Messages behind the partition's high watermark after the stage's latest batch.",

@@ -12,13 +12,13 @@ import logging
 import signal
 import time
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from aiokafka import AIOKafkaProducer
 
+from consumers.inference_thread import InferenceThread
 from consumers.stage import StageRunner
-from consumers.worker import Worker
+from consumers.worker import OUTPUT_MARGIN_S, Worker
 from deepfake_stream.errors import ConfigError
 from deepfake_stream.kafka import make_consumer, make_producer, wait_for_broker
 from deepfake_stream.metrics import metrics_server, watch_liveness
@@ -205,9 +205,6 @@ async def serve_worker(
         setup_telemetry(settings, backend)
         stack.callback(shutdown_telemetry)
         stack.enter_context(metrics_server(settings, f"{backend} worker"))
-        executor = stack.enter_context(
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{backend}-inference")
-        )
         store = await stack.enter_async_context(RedisStore(settings))  # never fails: may be off
         worker = Worker(
             settings,
@@ -215,9 +212,11 @@ async def serve_worker(
             backend=backend,
             detectors=detectors,
             liveness=view,
-            executor=executor,
+            executor=InferenceThread(f"{backend}-inference"),
             store=store,
         )
+        # Not waited for: the last batch is done by then, and a hung call never returns.
+        stack.callback(lambda: worker.executor.shutdown(wait=False, cancel_futures=True))
         runner = StageRunner(
             consumer=make_consumer(
                 settings, group_id=f"{settings.kafka.group_prefix}.{backend}", role=backend
@@ -230,16 +229,20 @@ async def serve_worker(
             max_wait_ms=settings.worker.max_wait_ms,
             stop=stop,
             max_attempts=settings.worker.max_batch_attempts,
-            batch_timeout_s=settings.worker.batch_timeout_s,
+            # The worker bounds the inference itself (a hung batch's items are handed on);
+            # the stage's ceiling is the backstop for the rest of the batch.
+            batch_timeout_s=settings.worker.batch_timeout_s + OUTPUT_MARGIN_S,
         )
         beat = HeartbeatPublisher(
             settings,
             producer,
             backend=backend,
-            # A worker whose batches keep failing advertises nothing until one succeeds, so
-            # the router sends new items to the next backend meanwhile.
-            models=lambda: [m for m, d in detectors.items() if d.ready] if runner.healthy else [],
+            # A worker whose batches keep failing advertises nothing until one succeeds, and
+            # a hung model not until its stuck call returns, so the router sends new items
+            # to the next backend meanwhile.
+            models=lambda: worker.advertised() if runner.healthy else [],
         )
+        worker.on_advertised_change = beat.beat_soon
         await beat.start()
         stack.push_async_callback(beat.stop)  # announce leaving before the producer closes
         n = await _run_stage(

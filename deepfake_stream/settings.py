@@ -202,8 +202,10 @@ class WorkerSettings(BaseSettings):
     """Failed attempts of a micro-batch before it is split to find the record that fails;
     that record is dead-lettered (model_error) once it fails this many times alone."""
     batch_timeout_s: float = Field(600.0, gt=0)
-    """Longest one micro-batch (inference included) may run before it counts as a failed
-    attempt; also the ceiling of the slow-batch keep-alive."""
+    """Longest a worker's batch inference may run: past it the batch's items go to the next
+    backend of their chain and the model is not advertised until the stuck call returns.
+    A router batch (or a worker's whole batch, outputs included, with 30 s more) running past
+    it counts as a failed attempt; also the ceiling of the slow-batch keep-alive."""
     liveness_retry_max_s: float = Field(5.0, gt=0)
     """Longest back-off between reconnections of a failed heartbeat reader."""
 

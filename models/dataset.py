@@ -63,7 +63,12 @@ def load_labelled(path: str | os.PathLike[str]) -> list[Example]:
     try:
         fh = path.open(encoding="utf-8")
     except FileNotFoundError:
-        raise DatasetError(f"labelled data {path} not found") from None
+        raise DatasetError(
+            f"labelled data {path} not found: give a JSONL file of "
+            '{"text", "label"} lines (label 0 = human, 1 = AI); the corpus the README '
+            "evaluates on (human_ai_corpus.jsonl) does not ship with the project, see the "
+            "README's Quality section for where it is"
+        ) from None
     examples: list[Example] = []
     with fh:
         for n, line in enumerate(fh, start=1):

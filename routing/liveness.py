@@ -220,6 +220,11 @@ class HeartbeatPublisher:
         self._models = models
         self.worker_id = f"{backend}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._task: asyncio.Task[None] | None = None
+        self._soon = asyncio.Event()
+
+    def beat_soon(self) -> None:
+        """Announce now rather than at the next interval (the advertised models changed)."""
+        self._soon.set()
 
     def _beat(self, state: str) -> Heartbeat:
         return Heartbeat(
@@ -246,7 +251,11 @@ class HeartbeatPublisher:
 
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(self._settings.worker.heartbeat_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._soon.wait(), self._settings.worker.heartbeat_interval_s
+                )
+            self._soon.clear()
             try:
                 await self.publish()
             except Exception as exc:  # a missed beat is not fatal; the TTL covers a few

@@ -20,7 +20,7 @@ from deepfake_stream.bench.model import ModelBench, pick_backend, run_model
 from deepfake_stream.bench.pipeline import PipelineBench, run_pipeline
 from deepfake_stream.bench.relay import run_relay
 from deepfake_stream.bench.texts import load_texts
-from deepfake_stream.kafka import bootstrap_answers
+from deepfake_stream.broker_probe import BrokerUnavailable, Probe, probe
 from deepfake_stream.settings import Settings
 from routing.registry import load_registry
 
@@ -72,11 +72,16 @@ class BenchResult:
 
 
 @contextlib.contextmanager
-def broker_for(settings: Settings) -> Iterator[Settings]:
-    """The configured broker when it answers; otherwise an embedded one on a free port."""
-    if bootstrap_answers(settings):
+def broker_for(settings: Settings, found: Probe) -> Iterator[Settings]:
+    """The configured broker when it answers (``found``, the Kafka handshake of
+    deepfake_stream.broker_probe, as every broker command asks); an embedded one on a free
+    port when nothing listens there; when something that is not Kafka listens there, one line
+    saying so (BrokerUnavailable: exit 2), never a benchmark against the wrong service."""
+    if found.state == "kafka":
         yield settings
         return
+    if found.state == "not_kafka":
+        raise BrokerUnavailable(found.message)
     from deepfake_stream.embedded_broker import EmbeddedBroker, free_port
 
     broker = EmbeddedBroker(port=free_port()).start()
@@ -127,7 +132,7 @@ async def run_bench(settings: Settings, opts: BenchOptions) -> BenchResult:
     )
     do_models = opts.what in ("all", "model", "pipeline")
     do_pipes = opts.what in ("all", "pipeline")
-    with broker_for(settings) as s:
+    with broker_for(settings, await probe(settings)) as s:
         if do_relay:
             result.relay = await run_relay(
                 s, texts, opts.n, in_process=opts.in_process, progress=opts.progress

@@ -47,8 +47,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_against_store(settings: Settings, main: Callable[[], Awaitable[int]]) -> int:
-    """Run ``main``; an unreachable or refusing database is one log line and exit 1, not a
-    traceback."""
+    """Run ``main``; an unreachable or refusing database is one log line saying what was
+    tried and what to do, and exit 2 (as a missing broker is), not a traceback."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from deepfake_stream.store.db import redacted_url
@@ -57,9 +57,10 @@ def run_against_store(settings: Settings, main: Callable[[], Awaitable[int]]) ->
         return asyncio.run(main())
     except (OSError, SQLAlchemyError) as exc:
         logging.getLogger("deepfake_stream.db").error(
-            "verdict store %s: %s: %s",
+            "verdict store %s: %s: %s; start the database there, or set DATABASE_URL "
+            "(--database-url) to one that answers (unset: SQLite in the state directory)",
             redacted_url(settings),
             type(exc).__name__,
             str(exc).splitlines()[0][:300] if str(exc) else "",
         )
-        return 1
+        return 2

@@ -31,11 +31,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def check_arguments(args: argparse.Namespace) -> str | None:
+    """A missing file is reported as such, before the CLI looks for a broker."""
+    if not args.file.is_file():
+        return (
+            f"{args.file} does not exist (or is not a file): give a JSONL file of input "
+            'items, one {"id", "text"} object per line (deepfake_stream/demo.jsonl is one)'
+        )
+    return None
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from producers.produce_file import produce_file
 
-    if not args.file.exists():
-        log.error("%s does not exist", args.file)
+    if (problem := check_arguments(args)) is not None:
+        log.error("%s", problem)
         return 2
     report = asyncio.run(
         produce_file(

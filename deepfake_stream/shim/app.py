@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from opentelemetry.trace import SpanKind, Status, StatusCode, get_current_span
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from deepfake_stream.kafka import bootstrap_answers
+from deepfake_stream.broker_probe import HINT, probe
 from deepfake_stream.settings import Settings
 from deepfake_stream.shim import docs_pages, metrics
 from deepfake_stream.shim.audit import AuditMiddleware, note, text_digest
@@ -110,6 +110,9 @@ class ShimState:
     connect_kafka: bool = True
     connect_store: bool = True
     kafka_connected: bool = False
+    broker_problem: str = "the shim has not reached the broker yet"
+    """Why the shim is not connected to the broker (the last probe's reason), for the 503
+    that ``?via=stream`` answers meanwhile."""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def alive(self, backend: str, model_id: str) -> bool:
@@ -120,8 +123,11 @@ class ShimState:
         without Kafka, so the shim serves while the broker is still starting."""
         delay = 0.5
         while True:
-            # Probe first: a Kafka client that cannot bootstrap logs loudly and lingers.
-            if not await asyncio.to_thread(bootstrap_answers, self.settings, 0.5):
+            # Probe first (a Kafka handshake, as every broker command asks): a Kafka client
+            # that cannot bootstrap logs loudly and lingers.
+            found = await probe(self.settings)
+            if found.state != "kafka":
+                self.broker_problem = found.reason
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
@@ -136,6 +142,10 @@ class ShimState:
                 log.info("shim connected to %s", self.settings.kafka.bootstrap_servers)
                 return
             except Exception as exc:
+                self.broker_problem = (
+                    f"the broker at {self.settings.kafka.bootstrap_servers} did not accept the "
+                    f"shim's clients ({type(exc).__name__}: {exc})"
+                )
                 log.warning("broker not reachable yet (%s); retrying in %.0fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
@@ -295,7 +305,7 @@ def _public_routes() -> APIRouter:
     @router.get("/readyz", tags=["operations"], summary="Broker, models and live backends")
     async def readyz(request: Request) -> JSONResponse:
         state = _state(request)
-        broker = await asyncio.to_thread(bootstrap_answers, state.settings, 0.5)
+        broker = (await probe(state.settings, 0.5)).state == "kafka"
         default = state.registry.default_model
         loaded = state.scorer.loaded()
         body = {
@@ -437,6 +447,25 @@ async def _detect_many(
         span.end()
 
 
+def stream_unavailable(state: ShimState) -> ApiError:
+    """The 503 of ``?via=stream`` while the shim has no broker: what was tried, what to do
+    (as the CLI says it), and that the in-process path still answers."""
+    if state.kafka_connected:  # connected a moment ago; the reply reader is starting
+        return ApiError(
+            503, "stream_unavailable", "?via=stream is still connecting; retry in a moment"
+        )
+    if not state.connect_kafka:
+        why = "this shim was started without the broker (in-process scoring only)"
+    else:
+        why = state.broker_problem
+    return ApiError(
+        503,
+        "stream_unavailable",
+        f"?via=stream needs the Kafka broker and {why}; {HINT} (the shim connects as soon "
+        "as one answers there); or leave out ?via=stream to score in the shim itself",
+    )
+
+
 def _bind_tenant(who: Principal, bodies: list[DetectRequest]) -> list[DetectRequest]:
     """A tenant-bound key writes only its own tenant: unset becomes its tenant, another
     tenant is refused (403) before anything is scored or published."""
@@ -458,7 +487,7 @@ async def _detect_traced(
 ) -> list[dict[str, Any]]:
     stream_ready = state.kafka_connected and state.stream.ready
     if via == "stream" and not stream_ready:
-        raise ApiError(503, "stream_unavailable", "the shim is not connected to the broker")
+        raise stream_unavailable(state)
     plans = [
         state.scorer.plan(b, b.id or f"shim-{uuid.uuid4().hex}", stream_ready=stream_ready)
         for b in bodies

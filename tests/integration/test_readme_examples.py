@@ -10,8 +10,10 @@ The rule, kept simple so that concurrent README edits cannot break it:
 - Before running, three things are rewritten, as a user's machine differs from the test's:
   ``.venv/bin/`` becomes the bin folder of the Python running the tests, ``127.0.0.1:9092``
   the test broker and ``127.0.0.1:8080`` a free port for the HTTP shim.
-- Blocks run in a temporary folder, in the order they appear, with a router and a CPU worker
-  serving the test's own topics (bash with ``-euo pipefail``; python with this Python). What
+- ``deepfake-stream`` alone is the command of the Python running the tests, first on the
+  PATH, as ``source .venv/bin/activate`` makes it (the README says so).
+- Blocks run in a temporary folder, in the order they appear, with a router, a CPU worker and
+  the verdict store serving the test's own topics (bash with ``-euo pipefail``; python with this Python). What
   a block leaves running in the background (``shim &``) is stopped after it.
 """
 
@@ -91,14 +93,16 @@ def test_the_rule_finds_the_marked_blocks() -> None:
 
 @pytest.fixture(scope="module")
 async def system(kafka_bootstrap: str) -> AsyncIterator[dict[str, str]]:
-    """A router and a CPU worker on the test's own topics; yields the blocks' environment."""
+    """A router, a CPU worker and the verdict store on the test's own topics; yields the
+    blocks' environment."""
     settings = unique_settings(kafka_bootstrap, http__port=free_port())
     env = settings_env(settings)
     env.pop("DETECT_API_KEYS", None)  # the examples set their own
     env["PYTHONUNBUFFERED"] = "1"
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     procs = [
         subprocess.Popen(cli_command(*args), env=env, stderr=subprocess.DEVNULL)
-        for args in (["router"], ["worker", "--backend", "cpu"])
+        for args in (["router"], ["worker", "--backend", "cpu"], ["store"])
     ]
     try:
         await wait_live(settings, "cpu", "tiny-tfidf", timeout=180)

@@ -376,3 +376,47 @@ async def test_the_modal_bridges_first_batch_carries_the_remote_model_version(
         assert verdict.model_version == detector.version != spec.version
     finally:
         await detector.unload()
+
+
+class HangsUntilReleased(EchoDetector):
+    def __init__(self, spec) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(spec)
+        import threading
+
+        self.release = threading.Event()
+
+    def predict_batch(self, texts: Sequence[str]) -> list[Score]:
+        self.batches.append(len(texts))
+        self.release.wait(30)
+        return [Score(score=0.5) for _ in texts]
+
+
+async def test_a_hung_inference_hands_on_and_unadvertises_until_it_returns() -> None:
+    import asyncio
+
+    from consumers.inference_thread import InferenceThread
+
+    settings = load_settings({("worker", "batch_timeout_s"): 0.2})
+    detector = echo(HangsUntilReleased)
+    await detector.load()
+    worker, _ = make_worker(settings, InferenceThread("t"), detector, live=("cpu",))  # type: ignore[arg-type]
+    changes: list[list[str]] = []
+    worker.on_advertised_change = lambda: changes.append(worker.advertised())
+    assert worker.advertised() == ["m"]
+    first = await worker.handle(records(routed("a"), routed("b")))
+    handed = [RoutedItem.model_validate_json(o.value) for o in first.out]
+    assert [h.id for h in handed] == ["a", "b"]
+    assert all(h.routing.fallback_from == ["gpu"] and h.routing.target == "cpu" for h in handed)
+    assert worker.advertised() == [] and changes == [[]]
+    # While hung: handed on at once, the detector not called again.
+    second = await worker.handle(records(routed("c")))
+    assert [o.topic for o in second.out] == [settings.topics.backend_cpu]
+    assert detector.batches == [2]
+    detector.release.set()
+    async with asyncio.timeout(5):
+        while worker.advertised() != ["m"]:
+            await asyncio.sleep(0.01)
+    assert changes == [[], ["m"]]
+    # Scoring resumes in the fresh thread (the detector answers at once now).
+    third = await worker.handle(records(routed("d")))
+    assert [o.topic for o in third.out] == [settings.topics.verdicts]
