@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
@@ -42,7 +42,7 @@ from deepfake_stream.errors import ConfigError, InvalidInput, UnknownModel
 from deepfake_stream.kafka import make_producer, wait_for_broker
 from deepfake_stream.redis_store import DedupKey, RedisStore
 from deepfake_stream.settings import Settings
-from deepfake_stream.topics import ensure_topics
+from deepfake_stream.topics import ensure_topics, load_topic_definitions
 from deepfake_stream.tracing import CORRELATION_HEADER, trace_from_headers, trace_headers
 from models.base import Detector
 from models.kinds import build_detector
@@ -443,7 +443,14 @@ async def replay(
     from deepfake_stream.services import registry_for
 
     await wait_for_broker(settings)
-    await ensure_topics(settings)
+    definitions = load_topic_definitions(topics=settings.topics)
+    output = options.output_topic
+    if output and output not in {d.name for d in definitions}:
+        # A separate output topic is made like the verdicts topic, before the first produce:
+        # left to auto-creation, the first sends can fail with NotLeaderForPartition.
+        verdicts = next(d for d in definitions if d.name == settings.topics.verdicts)
+        definitions.append(replace(verdicts, name=output, setting="replay_output"))
+    await ensure_topics(settings, definitions=definitions)
     replayer = Replayer(settings, registry or registry_for(settings), options, detectors=detectors)
     try:
         if dlq:

@@ -5,7 +5,10 @@ broker, router, CPU worker, shim with two API keys, verdict store, Redis on).
 
 Each case gets its clear answer (an HTTP error with its code, or exactly one dead letter
 with its reason), every valid item sent alongside gets exactly one verdict, and afterwards
-the very same service processes are alive: none died, none was restarted.
+the very same service processes are alive: none died, none was restarted. Alongside, issue
+9's done-when check: the same outside client sees every actionable-verdict field (operating
+point, confidence, reasons, language, evasion, windows, spans) on real verdicts, and the shim
+gives the same fields for the same text and model.
 
 Case 9 (the Modal bridge's error accounting and first model_version) needs a deployed Modal
 app, which `up` runs only when Modal is configured; it is covered in-process by
@@ -35,10 +38,23 @@ from tests.hostile.core_raw import RawHeaderKey, python_batch_builder
 from tests.hostile.test_clients_stream_codec import HOSTILE
 from tests.integration.test_redis import REDIS
 from tests.system import Outcome, deepfake_up, read_outputs, wait_for_verdict_of
+from tests.texts import TURKISH, ai_english, evade, long_human_with_ai_section
 
 pytestmark = pytest.mark.integration
 
 VICTIM, ATTACKER = "victim-key", "attacker-key"
+LONG, AI_START, AI_END = long_human_with_ai_section()
+# Issue 9: items whose verdicts must carry each actionable field (id -> text, extra fields).
+ACTIONABLE: dict[str, tuple[str, dict[str, object]]] = {
+    "fields-short": ("Too short to judge, this one.", {}),
+    "fields-turkish": (TURKISH, {}),
+    "fields-clean": (ai_english(), {"operating_point": "sensitive"}),
+    "fields-evaded": (evade(ai_english()), {"operating_point": "sensitive"}),
+    "fields-strict": (ai_english(), {"operating_point": "strict"}),
+    "fields-long": (LONG, {"operating_point": "sensitive", "detail": True}),
+}
+# What differs by nature between two scorings of the same text.
+PER_SCORING = {"id", "latency_ms", "scored_at", "batch_size", "sentences", "replay", "revises"}
 HOLD_MAX_S = 4.0
 N_VALID = 300
 TEXT_A = "The committee will reconvene next week to review the proposal in detail."
@@ -170,6 +186,13 @@ async def test_the_nine_cases_from_an_outside_client_against_up(tmp_path) -> Non
                     await stream.item("post-1", TEXT_A, tenant="blog")  # a re-send: dropped
                     await stream.item("claimed-1", TEXT_B)
                     await stream.valid_items(20)
+                    # Issue 9: actionable fields; an undocumented operating point is refused.
+                    for item_id, (text, extra) in ACTIONABLE.items():
+                        await stream.item(item_id, text, **extra)
+                        stream.valid[item_id] = text
+                    unknown_point = await stream.item("fields-bad", TEXT_A, operating_point="lax")
+                    dead[unknown_point] = "invalid_schema"
+                    await stream.valid_items(20)
                     # Case 7 (stream side): surrogates, NaN, Infinity, deep JSON, blank text.
                     for raw, reason in HOSTILE.values():
                         await stream.send(raw)
@@ -255,6 +278,16 @@ async def test_the_nine_cases_from_an_outside_client_against_up(tmp_path) -> Non
             # Case 9 (what an outside client sees): verdicts carry the listed model version.
             listed = (await http.get("/v1/models/tiny-tfidf")).json()["version"]
 
+            # Issue 9: the shim's verdicts on the same texts (compared with the stream below).
+            shim_fields = {}
+            for item_id, (text, extra) in ACTIONABLE.items():
+                body = {"text": text, **{k: v for k, v in extra.items() if k != "detail"}}
+                if extra.get("detail"):
+                    body["detailed"] = True
+                r = await http.post("/v1/detect", json=body)
+                assert r.status_code == 200, r.text
+                shim_fields[item_id] = r.json()
+
             # Case 8 (last: it locks this address out): guessing keys is rate-limited.
             codes = [
                 (
@@ -319,6 +352,33 @@ async def test_the_nine_cases_from_an_outside_client_against_up(tmp_path) -> Non
         assert len(got) == 1, (item_id, got)
         assert got[0]["text_sha256"] == sha(text)
         assert got[0]["model_version"] == listed
+    # Issue 9: every actionable field, on real verdicts read off the stream.
+    f = {item_id: out.verdicts[item_id][0] for item_id in ACTIONABLE}
+    assert (f["fields-short"]["reasons"], f["fields-short"]["confidence"]) == (["too_short"], "low")
+    assert f["fields-short"]["language"] == "en"
+    assert f["fields-turkish"]["language"] == "tr" and f["fields-turkish"]["confidence"] == "low"
+    assert "unsupported_language:tr" in f["fields-turkish"]["reasons"]
+    assert f["fields-evaded"]["evasion"] == ["zero_width", "homoglyph"]
+    assert f["fields-evaded"]["label"] == f["fields-clean"]["label"] == "ai"
+    assert (
+        f["fields-clean"]["evasion"] == [] and f["fields-clean"]["operating_point"] == "sensitive"
+    )
+    strict, clean = f["fields-strict"], f["fields-clean"]
+    assert strict["operating_point"] == "strict" and strict["threshold"] > clean["threshold"]
+    assert strict["score"] == clean["score"] and strict["confidence"] in ("high", "medium", "low")
+    long = f["fields-long"]
+    assert (long["scored_chars"], long["windows"], long["label"]) == (len(LONG), 39, "ai")
+    spans = long["spans"]
+    assert [spans[0]["start"], spans[-1]["end"]] == [0, len(LONG)]
+    top = max(spans, key=lambda x: x["score"])
+    assert top["start"] >= AI_START and top["end"] <= AI_END, top
+    assert all(v["spans"] is None for k, v in f.items() if k != "fields-long")
+    for item_id, verdict in f.items():  # the shim and the stream agree on every field
+        shim = shim_fields[item_id]
+        assert {k: v for k, v in shim.items() if k not in PER_SCORING} == {
+            k: v for k, v in verdict.items() if k not in PER_SCORING
+        }, item_id
+
     # Case 4: the tenants' items and the edit each got a verdict; the re-send did not.
     post1 = sorted((v["tenant"], v["text_sha256"]) for v in out.verdicts["post-1"])
     edits = sorted([("blog", sha(TEXT_A)), ("forum", sha(TEXT_A)), ("blog", sha(TEXT_B))])
