@@ -13,8 +13,8 @@ The rule, kept simple so that concurrent README edits cannot break it:
 - ``deepfake-stream`` alone is the command of the Python running the tests, first on the
   PATH, as ``source .venv/bin/activate`` makes it (the README says so).
 - Blocks run in a temporary folder, in the order they appear, with a router, a CPU worker and
-  the verdict store serving the test's own topics (bash with ``-euo pipefail``; python with this Python). What
-  a block leaves running in the background (``shim &``) is stopped after it.
+  the verdict store serving the test's own topics (bash with ``-euo pipefail``; python with
+  this Python). What a block leaves running in the background (``shim &``) is stopped after it.
 """
 
 from __future__ import annotations

@@ -90,9 +90,7 @@ async def test_fields_through_the_stream_the_shim_and_replay(kafka_bootstrap: st
                 assert {k: v for k, v in shim.items() if k not in PER_SCORING} == {
                     k: v for k, v in want.items() if k not in PER_SCORING
                 }
-            r = await client.post(
-                "/v1/detect", json={"text": LONG, "detailed": True, **base}
-            )
+            r = await client.post("/v1/detect", json={"text": LONG, "detailed": True, **base})
             assert r.status_code == 200, r.text
             assert r.json()["spans"] == spans
 
