@@ -75,6 +75,6 @@ QUALITY_DATA = --data $(DATA)/human_ai_corpus.jsonl:test \
 quality: install
 	$(BIN)/deepfake-stream calibrate --model tiny-tfidf --model medium-embedding $(QUALITY_DATA)
 	$(BIN)/deepfake-stream calibrate --model small-perplexity \
-		--per-cell 60 --length-sample 120 $(QUALITY_DATA)
+		--per-cell 20 --length-sample 40 $(QUALITY_DATA)
 	$(BIN)/deepfake-stream calibrate --model large-ensemble \
-		--per-cell 30 --length-sample 60 --length-prefixes 25,50,100 $(QUALITY_DATA)
+		--per-cell 10 --length-sample 20 --length-prefixes 25,50,100 $(QUALITY_DATA)
