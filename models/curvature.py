@@ -47,10 +47,32 @@ FEATURES = [
     "mean_entropy",
     "top1_fraction",
     "log_tokens",
+    "z_p10",
+    "z_p25",
+    "z_p50",
+    "z_p75",
+    "z_p90",
+    "z_positive_fraction",
+    "z_above_1_fraction",
+    "ll_p10",
+    "ll_p50",
+    "ll_p90",
+    "entropy_p10",
+    "entropy_p50",
+    "entropy_p90",
 ]
-"""Normalised statistics first; raw log-likelihood/entropy last so the head can undo scale."""
+"""Normalised statistics first; raw log-likelihood/entropy next so the head can undo scale;
+then the distribution over tokens of the standardised surprise
+``z_t = (log p(x_t) - E[log p]) / sqrt(Var[log p])`` (Fast-DetectGPT's criterion per token)
+and of the log-likelihood and entropy."""
 N_TOKEN_STATS = 4
 """Per token: log-likelihood, E[log p] (= -entropy), Var[log p], top-1 hit."""
+FEATURE_SETS = {
+    "curvature": ["curvature_per_token"],
+    "normalised": FEATURES[:10],
+    "all": FEATURES,
+}
+"""What a head may read: the study compares them cross-set (models/curvature_train.py)."""
 HEAD_FILE = "head.json"
 FEATURE_VERSION = 1
 """Bump when the features change: the training cache and the model version follow it."""
@@ -92,6 +114,8 @@ def text_features(per_token: np.ndarray, window: int) -> np.ndarray:
         ratio.append(r)
     c_all, r_all = _curvature_ratio(ll, mean_ref, var_ref)
     curv_a, ratio_a = np.array(curv), np.array(ratio)
+    z = (ll - mean_ref) / np.sqrt(np.maximum(var_ref, 1e-6))
+    q = (10, 25, 50, 75, 90)
     out[:] = [
         c_all / np.sqrt(n),
         r_all,
@@ -107,6 +131,11 @@ def text_features(per_token: np.ndarray, window: int) -> np.ndarray:
         -mean_ref.mean(),
         top1.mean(),
         np.log(n),
+        *np.percentile(z, q),
+        (z > 0).mean(),
+        (z > 1).mean(),
+        *np.percentile(ll, (10, 50, 90)),
+        *np.percentile(-mean_ref, (10, 50, 90)),
     ]
     return out
 
@@ -266,6 +295,7 @@ class CurvatureDetector:
         self._version = spec.version
         self._stats: WindowStatistics | None = None
         self._head: LogisticHead | None = None
+        self._columns: list[int] = []
 
     @property
     def version(self) -> str:
@@ -286,6 +316,10 @@ class CurvatureDetector:
                 f"{self.spec.model_id}: the quantised SmolLM2 weights (sha256 {digest[:12]}) are "
                 f"not those its head was trained on ({str(expected)[:12]}); retrain it"
             )
+        unknown = set(loaded.head.features) - set(FEATURES)
+        if unknown:
+            raise ModelUnavailable(f"{self.spec.model_id}: head reads unknown features {sorted(unknown)}")
+        self._columns = [FEATURES.index(f) for f in loaded.head.features]
         self._stats, self._head = stats, loaded.head
         self._version = loaded.version
         self.ready = True
@@ -296,7 +330,7 @@ class CurvatureDetector:
         if not texts:
             return []
         feats = self._stats.features(texts)
-        probs = self._head.predict_proba(feats)
+        probs = self._head.predict_proba(feats[:, self._columns])
         if not np.isfinite(probs).all():
             raise ModelError(f"{self.spec.model_id}: non-finite score")
         return [

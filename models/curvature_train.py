@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from models.curvature import FEATURE_VERSION, FEATURES, HEAD_FILE, N_TOKEN_STATS, text_features
+from models.curvature import FEATURE_SETS, FEATURE_VERSION, FEATURES, HEAD_FILE, N_TOKEN_STATS, text_features
 from models.dataset import Example
 from models.heads import LogisticHead, grouped_folds
 from models.training import TrainedModel
@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "max_tokens": 128,
     "window": 32,
     "quantize": "int8",
+    "feature_set": "all",
     "C_grid": [0.01, 0.1, 1.0],
     "cv_folds": 5,
     "num_threads": 1,
@@ -134,7 +135,7 @@ def train(examples: Sequence[Example], *, options: dict[str, Any], seed: int, pr
     opts = {**DEFAULTS, **options}
     cache = PerTokenCache(opts)
     texts = [e.text for e in examples]
-    x = cache.features(texts, window=opts["window"], progress=progress)
+    x = select(cache.features(texts, window=opts["window"], progress=progress), opts["feature_set"])
     y = np.array([e.label for e in examples])
     c, table, _ = fit_head(x, y, [group_of(e) for e in examples], c_grid=opts["C_grid"], folds=opts["cv_folds"], seed=seed)
     head = make_head(x, y, c, opts, cache.digest())
@@ -145,16 +146,28 @@ def train(examples: Sequence[Example], *, options: dict[str, Any], seed: int, pr
     )
 
 
+def select(x: np.ndarray, feature_set: str) -> np.ndarray:
+    return x[:, [FEATURES.index(f) for f in FEATURE_SETS[feature_set]]]
+
+
 def make_head(x: np.ndarray, y: np.ndarray, c: float, opts: dict[str, Any], digest: str) -> LogisticHead:
+    """``x`` holds the columns of ``opts["feature_set"]``; the head names them, and the
+    detector reads exactly those."""
     return LogisticHead.fit(
-        x, y, features=FEATURES, c=c,
-        extra={"options": {k: opts[k] for k in SERVING}, "weights_sha256": digest, "feature_version": FEATURE_VERSION},
+        x, y, features=FEATURE_SETS[opts["feature_set"]], c=c,
+        extra={
+            "options": {k: opts[k] for k in SERVING},
+            "feature_set": opts["feature_set"],
+            "weights_sha256": digest,
+            "feature_version": FEATURE_VERSION,
+        },
     )
 
 
 def cached_scorer(head: LogisticHead, cache: PerTokenCache) -> Callable[[Sequence[str]], np.ndarray]:
     window = int(head.extra["options"]["window"])
-    return lambda texts: head.predict_proba(cache.features(texts, window=window))
+    columns = [FEATURES.index(f) for f in head.features]
+    return lambda texts: head.predict_proba(cache.features(texts, window=window)[:, columns])
 
 
 # ----------------------------------------------------------------------------- study
@@ -207,7 +220,7 @@ def per_domain(examples: Sequence[Example], s: np.ndarray, threshold: float) -> 
     return {"all": rates(y, s, threshold), **{d: rates(y[dom == d], s[dom == d], threshold) for d in sorted(set(dom))}}
 
 
-def study(sets: dict[str, list[Example]], feats: dict[str, np.ndarray], *, c_grid: Sequence[float], target_fpr: float, seed: int) -> dict[str, Any]:
+def study(sets: dict[str, list[Example]], feats: dict[str, np.ndarray], *, c_grid: Sequence[float], target_fpr: float, seed: int, feature_set: str = "all") -> dict[str, Any]:
     """Zero-shot statistics per set and domain, then the two cross-set directions."""
     from models.operating_points import choose_threshold
 
@@ -222,16 +235,16 @@ def study(sets: dict[str, list[Example]], feats: dict[str, np.ndarray], *, c_gri
     for held in dev:
         fit_names = [n for n in sets if n != held]
         ex = [e for n in fit_names for e in sets[n]]
-        x = np.vstack([feats[n] for n in fit_names])
+        x = select(np.vstack([feats[n] for n in fit_names]), feature_set)
         y = np.array([e.label for e in ex])
         c, table, oof = fit_head(x, y, [group_of(e) for e in ex], c_grid=c_grid, folds=5, seed=seed)
-        head = LogisticHead.fit(x, y, features=FEATURES, c=c)
+        head = LogisticHead.fit(x, y, features=FEATURE_SETS[feature_set], c=c)
         # The threshold of the balanced point from the fitting side's out-of-fold human
         # scores (as probabilities, like the served score).
         from models.heads import sigmoid
 
         threshold = choose_threshold(sigmoid(oof)[y == 0], target_fpr)
-        scores = head.predict_proba(feats[held])
+        scores = head.predict_proba(select(feats[held], feature_set))
         report["cross_set"][held] = {
             "fitted_on": fit_names,
             "C": c,
@@ -239,7 +252,7 @@ def study(sets: dict[str, list[Example]], feats: dict[str, np.ndarray], *, c_gri
             "threshold": threshold,
             "target_fpr": target_fpr,
             "held_out": per_domain(sets[held], scores, threshold),
-            "coef": dict(zip(FEATURES, np.round(head.coef, 3).tolist(), strict=True)),
+            "coef": dict(zip(head.features, np.round(head.coef, 3).tolist(), strict=True)),
         }
     return report
 
@@ -250,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dev", type=Path, action="append", required=True, help="dev set (repeatable)")
     parser.add_argument("--max-tokens", type=int, default=DEFAULTS["max_tokens"], help="tokens scored per text (<= the cached width)")
     parser.add_argument("--window", type=int, default=DEFAULTS["window"])
+    parser.add_argument("--feature-set", choices=sorted(FEATURE_SETS), default=DEFAULTS["feature_set"])
     parser.add_argument("--target-fpr", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=20261122)
     parser.add_argument("--report", type=Path)
@@ -260,16 +274,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     sets = sample_sets(paths)
     cache = PerTokenCache({"max_tokens": DEFAULTS["max_tokens"]})
     feats = {n: cache.features([e.text for e in ex], window=args.window, max_tokens=args.max_tokens, progress=sys.stderr.isatty()) for n, ex in sets.items()}
-    report = study(sets, feats, c_grid=DEFAULTS["C_grid"], target_fpr=args.target_fpr, seed=args.seed)
-    report.update(max_tokens=args.max_tokens, window=args.window, n={n: len(ex) for n, ex in sets.items()}, command=" ".join(["python -m models.curvature_train", *(argv or sys.argv[1:])]))
+    report = study(sets, feats, c_grid=DEFAULTS["C_grid"], target_fpr=args.target_fpr, seed=args.seed, feature_set=args.feature_set)
+    report.update(max_tokens=args.max_tokens, window=args.window, feature_set=args.feature_set, n={n: len(ex) for n, ex in sets.items()}, command=" ".join(["python -m models.curvature_train", *(argv or sys.argv[1:])]))
     if args.write:
         from models.artifacts import save_artifact
 
         ex = [e for n in sets for e in sets[n]]
-        x = np.vstack([feats[n] for n in sets])
+        x = select(np.vstack([feats[n] for n in sets]), args.feature_set)
         y = np.array([e.label for e in ex])
         c, table, _ = fit_head(x, y, [group_of(e) for e in ex], c_grid=DEFAULTS["C_grid"], folds=5, seed=args.seed)
-        opts = {**DEFAULTS, "max_tokens": args.max_tokens, "window": args.window}
+        opts = {**DEFAULTS, "max_tokens": args.max_tokens, "window": args.window, "feature_set": args.feature_set}
         head = make_head(x, y, c, opts, cache.digest())
         manifest = save_artifact(
             args.write, model_id=Path(args.write).name, release=args.release,
