@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -104,11 +105,11 @@ def text_features(per_token: np.ndarray, window: int) -> np.ndarray:
     if n == 0:
         return out
     ll, mean_ref, var_ref, top1 = per_token.T
-    bounds = list(range(0, n, window)) + [n]
+    bounds = [*range(0, n, window), n]
     if len(bounds) > 2 and bounds[-1] - bounds[-2] < window / 2:
         del bounds[-2]
     curv, ratio = [], []
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+    for a, b in itertools.pairwise(bounds):
         c, r = _curvature_ratio(ll[a:b], mean_ref[a:b], var_ref[a:b])
         curv.append(c / np.sqrt(b - a))
         ratio.append(r)
@@ -140,7 +141,9 @@ def text_features(per_token: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
-def _curvature_ratio(ll: np.ndarray, mean_ref: np.ndarray, var_ref: np.ndarray) -> tuple[float, float]:
+def _curvature_ratio(
+    ll: np.ndarray, mean_ref: np.ndarray, var_ref: np.ndarray
+) -> tuple[float, float]:
     curvature = (ll.sum() - mean_ref.sum()) / np.sqrt(max(var_ref.sum(), 1e-12))
     ratio = (-ll.mean()) / max(-mean_ref.mean(), 1e-6)
     return float(curvature), float(ratio)
@@ -166,7 +169,11 @@ def quantized_digest(model: Any) -> str:
     h = hashlib.sha256()
     for name, module in model.named_modules():
         weight = getattr(module, "weight", None)
-        if callable(weight) and type(module).__name__ == "Linear" and "quantized" in type(module).__module__:
+        if (
+            callable(weight)
+            and type(module).__name__ == "Linear"
+            and "quantized" in type(module).__module__
+        ):
             w = weight()
             h.update(name.encode())
             h.update(w.int_repr().numpy().tobytes())
@@ -199,7 +206,14 @@ class WindowStatistics:
         self.prefix_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
-    OPTION_KEYS = ("max_chars", "max_tokens", "window", "max_batch", "max_batch_tokens", "vocab_chunk")
+    OPTION_KEYS = (
+        "max_chars",
+        "max_tokens",
+        "window",
+        "max_batch",
+        "max_batch_tokens",
+        "vocab_chunk",
+    )
 
     @classmethod
     def from_options(cls, model: Any, tokenizer: Any, options: dict[str, Any]) -> WindowStatistics:
@@ -221,7 +235,9 @@ class WindowStatistics:
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         with torch.inference_mode():
             for batch in self._sub_batches(order, encoded):
-                for i, per_token in zip(batch, self._score([encoded[i] for i in batch]), strict=True):
+                for i, per_token in zip(
+                    batch, self._score([encoded[i] for i in batch]), strict=True
+                ):
                     feats[i] = text_features(per_token, self.window)
         return feats
 
@@ -258,7 +274,10 @@ class WindowStatistics:
         if len(targets):
             per_token = torch.cat(
                 [
-                    token_statistics(self.model.lm_head(states[s : s + self.vocab_chunk]), targets[s : s + self.vocab_chunk])
+                    token_statistics(
+                        self.model.lm_head(states[s : s + self.vocab_chunk]),
+                        targets[s : s + self.vocab_chunk],
+                    )
                     for s in range(0, len(targets), self.vocab_chunk)
                 ]
             ).numpy()
@@ -318,7 +337,9 @@ class CurvatureDetector:
             )
         unknown = set(loaded.head.features) - set(FEATURES)
         if unknown:
-            raise ModelUnavailable(f"{self.spec.model_id}: head reads unknown features {sorted(unknown)}")
+            raise ModelUnavailable(
+                f"{self.spec.model_id}: head reads unknown features {sorted(unknown)}"
+            )
         self._columns = [FEATURES.index(f) for f in loaded.head.features]
         self._stats, self._head = stats, loaded.head
         self._version = loaded.version

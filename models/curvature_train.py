@@ -28,7 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from models.curvature import FEATURE_SETS, FEATURE_VERSION, FEATURES, HEAD_FILE, N_TOKEN_STATS, text_features
+from models.curvature import (
+    FEATURE_SETS,
+    FEATURE_VERSION,
+    FEATURES,
+    HEAD_FILE,
+    N_TOKEN_STATS,
+    text_features,
+)
 from models.dataset import Example
 from models.heads import LogisticHead, grouped_folds
 from models.training import TrainedModel
@@ -81,14 +88,25 @@ class PerTokenCache:
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         with torch.inference_mode():
             for batch in self._stats._sub_batches(order, encoded):
-                for i, per_token in zip(batch, self._stats._score([encoded[i] for i in batch]), strict=True):
+                for i, per_token in zip(
+                    batch, self._stats._score([encoded[i] for i in batch]), strict=True
+                ):
                     out[i, : len(per_token)] = per_token
         return {"per_token": out}
 
     def per_token(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
-        return self.cache.get(texts, self._extract, batch_size=32, progress=progress, desc="SmolLM2 int8")["per_token"]
+        return self.cache.get(
+            texts, self._extract, batch_size=32, progress=progress, desc="SmolLM2 int8"
+        )["per_token"]
 
-    def features(self, texts: Sequence[str], *, window: int, max_tokens: int | None = None, progress: bool = False) -> np.ndarray:
+    def features(
+        self,
+        texts: Sequence[str],
+        *,
+        window: int,
+        max_tokens: int | None = None,
+        progress: bool = False,
+    ) -> np.ndarray:
         """:data:`FEATURES` per text; ``max_tokens`` below the cached width scores a prefix
         (causal attention: the first k tokens' statistics do not depend on later ones)."""
         return features_from_per_token(self.per_token(texts, progress=progress), window, max_tokens)
@@ -102,7 +120,9 @@ class PerTokenCache:
         return self.weights_sha256
 
 
-def features_from_per_token(per_token: np.ndarray, window: int, max_tokens: int | None = None) -> np.ndarray:
+def features_from_per_token(
+    per_token: np.ndarray, window: int, max_tokens: int | None = None
+) -> np.ndarray:
     rows = []
     for pt in per_token:
         pt = pt[~np.isnan(pt[:, 0])]
@@ -110,7 +130,15 @@ def features_from_per_token(per_token: np.ndarray, window: int, max_tokens: int 
     return np.asarray(rows)
 
 
-def fit_head(x: np.ndarray, y: np.ndarray, groups: Sequence[str], *, c_grid: Sequence[float], folds: int, seed: int) -> tuple[float, dict[str, float], np.ndarray]:
+def fit_head(
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: Sequence[str],
+    *,
+    c_grid: Sequence[float],
+    folds: int,
+    seed: int,
+) -> tuple[float, dict[str, float], np.ndarray]:
     """C by pair/topic-grouped CV; returns (C, CV AUROC per C, out-of-fold logits at C)."""
     from sklearn.metrics import roc_auc_score
 
@@ -136,19 +164,37 @@ def group_of(example: Example) -> str:
     return f"line:{example.line}"
 
 
-def train(examples: Sequence[Example], *, options: dict[str, Any], seed: int, progress: bool) -> TrainedModel:
+def train(
+    examples: Sequence[Example], *, options: dict[str, Any], seed: int, progress: bool
+) -> TrainedModel:
     """``deepfake-stream train --model small-curvature``: one labelled file's train split."""
     opts = {**DEFAULTS, **options}
     cache = PerTokenCache(opts)
     texts = [e.text for e in examples]
     x = select(cache.features(texts, window=opts["window"], progress=progress), opts["feature_set"])
     y = np.array([e.label for e in examples])
-    c, table, _ = fit_head(x, y, [group_of(e) for e in examples], c_grid=opts["C_grid"], folds=opts["cv_folds"], seed=seed)
+    c, table, _ = fit_head(
+        x,
+        y,
+        [group_of(e) for e in examples],
+        c_grid=opts["C_grid"],
+        folds=opts["cv_folds"],
+        seed=seed,
+    )
     head = make_head(x, y, c, opts, cache.digest())
     return TrainedModel(
         files={HEAD_FILE: head.to_json()},
         scorer=cached_scorer(head, cache),
-        extra={"kind": "curvature", "training": {"C": c, "cv_auroc": table, "features": FEATURES, "n_train_texts": len(examples), **{k: opts[k] for k in SERVING}}},
+        extra={
+            "kind": "curvature",
+            "training": {
+                "C": c,
+                "cv_auroc": table,
+                "features": FEATURES,
+                "n_train_texts": len(examples),
+                **{k: opts[k] for k in SERVING},
+            },
+        },
     )
 
 
@@ -156,11 +202,16 @@ def select(x: np.ndarray, feature_set: str) -> np.ndarray:
     return x[:, [FEATURES.index(f) for f in FEATURE_SETS[feature_set]]]
 
 
-def make_head(x: np.ndarray, y: np.ndarray, c: float, opts: dict[str, Any], digest: str) -> LogisticHead:
+def make_head(
+    x: np.ndarray, y: np.ndarray, c: float, opts: dict[str, Any], digest: str
+) -> LogisticHead:
     """``x`` holds the columns of ``opts["feature_set"]``; the head names them, and the
     detector reads exactly those."""
     return LogisticHead.fit(
-        x, y, features=FEATURE_SETS[opts["feature_set"]], c=c,
+        x,
+        y,
+        features=FEATURE_SETS[opts["feature_set"]],
+        c=c,
         extra={
             "options": {k: opts[k] for k in SERVING},
             "feature_set": opts["feature_set"],
@@ -170,7 +221,9 @@ def make_head(x: np.ndarray, y: np.ndarray, c: float, opts: dict[str, Any], dige
     )
 
 
-def cached_scorer(head: LogisticHead, cache: PerTokenCache) -> Callable[[Sequence[str]], np.ndarray]:
+def cached_scorer(
+    head: LogisticHead, cache: PerTokenCache
+) -> Callable[[Sequence[str]], np.ndarray]:
     window = int(head.extra["options"]["window"])
     columns = [FEATURES.index(f) for f in head.features]
     return lambda texts: head.predict_proba(cache.features(texts, window=window)[:, columns])
@@ -223,10 +276,21 @@ def rates(y: np.ndarray, s: np.ndarray, threshold: float) -> dict[str, Any]:
 def per_domain(examples: Sequence[Example], s: np.ndarray, threshold: float) -> dict[str, Any]:
     y = np.array([e.label for e in examples])
     dom = np.array([str(e.fields.get("domain", "all")) for e in examples])
-    return {"all": rates(y, s, threshold), **{d: rates(y[dom == d], s[dom == d], threshold) for d in sorted(set(dom))}}
+    return {
+        "all": rates(y, s, threshold),
+        **{d: rates(y[dom == d], s[dom == d], threshold) for d in sorted(set(dom))},
+    }
 
 
-def study(sets: dict[str, list[Example]], feats: dict[str, np.ndarray], *, c_grid: Sequence[float], target_fpr: float, seed: int, feature_set: str = "all") -> dict[str, Any]:
+def study(
+    sets: dict[str, list[Example]],
+    feats: dict[str, np.ndarray],
+    *,
+    c_grid: Sequence[float],
+    target_fpr: float,
+    seed: int,
+    feature_set: str = "all",
+) -> dict[str, Any]:
     """Zero-shot statistics per set and domain, then the two cross-set directions."""
     from models.operating_points import choose_threshold
 
@@ -234,8 +298,19 @@ def study(sets: dict[str, list[Example]], feats: dict[str, np.ndarray], *, c_gri
     # Sign: a higher curvature and a lower ratio mean "more predictable than expected" = AI.
     for name, ex in sets.items():
         report["zero_shot"][name] = {
-            stat: {d: v["auroc"] for d, v in per_domain(ex, sign * feats[name][:, FEATURES.index(stat)], np.inf).items()}
-            for stat, sign in (("curvature_per_token", 1), ("win_curvature_mean", 1), ("ratio", -1), ("win_ratio_mean", -1), ("mean_log_likelihood", 1))
+            stat: {
+                d: v["auroc"]
+                for d, v in per_domain(
+                    ex, sign * feats[name][:, FEATURES.index(stat)], np.inf
+                ).items()
+            }
+            for stat, sign in (
+                ("curvature_per_token", 1),
+                ("win_curvature_mean", 1),
+                ("ratio", -1),
+                ("win_ratio_mean", -1),
+                ("mean_log_likelihood", 1),
+            )
         }
     dev = [n for n in sets if n != "corpus"]
     for held in dev:
@@ -264,37 +339,90 @@ def study(sets: dict[str, list[Example]], feats: dict[str, np.ndarray], *, c_gri
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models.curvature_train", description=__doc__.split("\n\n")[2])
+    parser = argparse.ArgumentParser(
+        prog="python -m models.curvature_train", description=__doc__.split("\n\n")[2]
+    )
     parser.add_argument("--corpus", type=Path, required=True)
-    parser.add_argument("--dev", type=Path, action="append", required=True, help="dev set (repeatable)")
-    parser.add_argument("--max-tokens", type=int, default=DEFAULTS["max_tokens"], help="tokens scored per text (<= the cached width)")
+    parser.add_argument(
+        "--dev", type=Path, action="append", required=True, help="dev set (repeatable)"
+    )
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=DEFAULTS["max_tokens"],
+        help="tokens scored per text (<= the cached width)",
+    )
     parser.add_argument("--window", type=int, default=DEFAULTS["window"])
-    parser.add_argument("--feature-set", choices=sorted(FEATURE_SETS), default=DEFAULTS["feature_set"])
+    parser.add_argument(
+        "--feature-set", choices=sorted(FEATURE_SETS), default=DEFAULTS["feature_set"]
+    )
     parser.add_argument("--target-fpr", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=20261122)
     parser.add_argument("--report", type=Path)
-    parser.add_argument("--write", metavar="ARTIFACT_DIR", help="fit on all of it and write the artifact here")
+    parser.add_argument(
+        "--write", metavar="ARTIFACT_DIR", help="fit on all of it and write the artifact here"
+    )
     parser.add_argument("--release", default="2026.12.1")
     args = parser.parse_args(argv)
     paths = {"corpus": args.corpus, **{p.stem: p for p in args.dev}}
     sets = sample_sets(paths)
     cache = PerTokenCache({"max_tokens": DEFAULTS["max_tokens"]})
-    feats = {n: cache.features([e.text for e in ex], window=args.window, max_tokens=args.max_tokens, progress=sys.stderr.isatty()) for n, ex in sets.items()}
-    report = study(sets, feats, c_grid=DEFAULTS["C_grid"], target_fpr=args.target_fpr, seed=args.seed, feature_set=args.feature_set)
-    report.update(max_tokens=args.max_tokens, window=args.window, feature_set=args.feature_set, n={n: len(ex) for n, ex in sets.items()}, command=" ".join(["python -m models.curvature_train", *(argv or sys.argv[1:])]))
+    feats = {
+        n: cache.features(
+            [e.text for e in ex],
+            window=args.window,
+            max_tokens=args.max_tokens,
+            progress=sys.stderr.isatty(),
+        )
+        for n, ex in sets.items()
+    }
+    report = study(
+        sets,
+        feats,
+        c_grid=DEFAULTS["C_grid"],
+        target_fpr=args.target_fpr,
+        seed=args.seed,
+        feature_set=args.feature_set,
+    )
+    report.update(
+        max_tokens=args.max_tokens,
+        window=args.window,
+        feature_set=args.feature_set,
+        n={n: len(ex) for n, ex in sets.items()},
+        command=" ".join(["python -m models.curvature_train", *(argv or sys.argv[1:])]),
+    )
     if args.write:
         from models.artifacts import save_artifact
 
         ex = [e for n in sets for e in sets[n]]
         x = select(np.vstack([feats[n] for n in sets]), args.feature_set)
         y = np.array([e.label for e in ex])
-        c, table, _ = fit_head(x, y, [group_of(e) for e in ex], c_grid=DEFAULTS["C_grid"], folds=5, seed=args.seed)
-        opts = {**DEFAULTS, "max_tokens": args.max_tokens, "window": args.window, "feature_set": args.feature_set}
+        c, table, _ = fit_head(
+            x, y, [group_of(e) for e in ex], c_grid=DEFAULTS["C_grid"], folds=5, seed=args.seed
+        )
+        opts = {
+            **DEFAULTS,
+            "max_tokens": args.max_tokens,
+            "window": args.window,
+            "feature_set": args.feature_set,
+        }
         head = make_head(x, y, c, opts, cache.digest())
         manifest = save_artifact(
-            args.write, model_id=Path(args.write).name, release=args.release,
+            args.write,
+            model_id=Path(args.write).name,
+            release=args.release,
             files={HEAD_FILE: head.to_json()},
-            extra={"kind": "curvature", "training": {"C": c, "cv_auroc": table, "n_train_texts": len(ex), "sets": report["n"], **{k: opts[k] for k in SERVING}}, "cross_set": report["cross_set"]},
+            extra={
+                "kind": "curvature",
+                "training": {
+                    "C": c,
+                    "cv_auroc": table,
+                    "n_train_texts": len(ex),
+                    "sets": report["n"],
+                    **{k: opts[k] for k in SERVING},
+                },
+                "cross_set": report["cross_set"],
+            },
         )
         report["artifact"] = manifest.versioned(args.release)
     text = json.dumps(report, indent=1)

@@ -15,7 +15,8 @@ from models.curvature import (
     quantized_digest,
     text_features,
 )
-from tests.unit.test_perplexity import CharTokenizer, tiny_lm  # noqa: F401  (fixture)
+from tests.unit.test_perplexity import CharTokenizer
+from tests.unit.test_perplexity import tiny_lm as tiny_lm  # the fixture, re-exported
 
 
 def literal_per_token(model, ids: list[int]) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -44,7 +45,10 @@ def test_per_token_statistics_match_the_literal_reference(tiny_lm) -> None:  # t
         (ours,) = stats._score([ids])
     np.testing.assert_allclose(ours, literal_per_token(tiny_lm, ids), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(
-        stats.features([text])[0], text_features(literal_per_token(tiny_lm, ids), 8), rtol=1e-5, atol=1e-5
+        stats.features([text])[0],
+        text_features(literal_per_token(tiny_lm, ids), 8),
+        rtol=1e-5,
+        atol=1e-5,
     )
 
 
@@ -56,7 +60,7 @@ def test_curvature_and_ratio_formulas_on_hand_made_tokens() -> None:
     assert f["curvature_per_token"] == pytest.approx(1.0)
     # Binoculars-like: log-perplexity 1 over mean entropy 2.
     assert f["ratio"] == pytest.approx(0.5)
-    # Two windows of 2 tokens, each (−2 + 4) / sqrt(2) / sqrt(2) = 1.
+    # Two windows of 2 tokens, each (-2 + 4) / sqrt(2) / sqrt(2) = 1.
     assert f["win_curvature_mean"] == pytest.approx(1.0) and f["win_curvature_std"] == 0.0
     assert f["top1_fraction"] == 1.0 and f["log_tokens"] == pytest.approx(math.log(4))
 
@@ -64,7 +68,9 @@ def test_curvature_and_ratio_formulas_on_hand_made_tokens() -> None:
 def test_windows_see_a_change_inside_the_text() -> None:
     predictable = [[-0.5, -2.0, 1.0, 1.0]] * 8  # more likely than the model expected: AI-like
     surprising = [[-4.0, -2.0, 1.0, 0.0]] * 8
-    f = dict(zip(FEATURES, text_features(np.array(predictable + surprising), window=8), strict=True))
+    f = dict(
+        zip(FEATURES, text_features(np.array(predictable + surprising), window=8), strict=True)
+    )
     assert f["win_curvature_max"] > 0 > f["win_curvature_min"]
     assert f["win_ratio_min"] == pytest.approx(0.25) and f["win_ratio_max"] == pytest.approx(2.0)
 
