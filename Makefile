@@ -78,3 +78,12 @@ quality: install
 		--per-cell 20 --length-sample 40 $(QUALITY_DATA)
 	$(BIN)/deepfake-stream calibrate --model large-ensemble \
 		--per-cell 10 --length-sample 20 --length-prefixes 25,50,100 $(QUALITY_DATA)
+
+# small-curvature's cross-set study (fit on the corpus + one dev set, evaluate on the other,
+# both directions) and, with WRITE=1, its shipped head fitted on all of it. SmolLM2 int8
+# per-token statistics are cached under $$DEEPFAKE_STREAM_CACHE (about 30 min on 2 cores).
+.PHONY: curvature-study
+curvature-study: install
+	$(BIN)/python -m models.curvature_train --corpus $(DATA)/human_ai_corpus.jsonl \
+		--dev $(DATA)/ood_dev/fastdetect_family.jsonl --dev $(DATA)/ood_dev/outfox.jsonl \
+		--feature-set curvature $(if $(WRITE),--write models/artifacts/small-curvature)

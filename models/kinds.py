@@ -17,6 +17,7 @@ _KINDS: dict[str, str | Callable[[DetectorSpec], Detector]] = {
     "perplexity": "models.perplexity:PerplexityDetector",
     "embedding": "models.embedding:EmbeddingDetector",
     "ensemble": "models.ensemble:EnsembleDetector",
+    "curvature": "models.curvature:CurvatureDetector",
 }
 
 

@@ -57,6 +57,7 @@ TRAINERS: dict[str, str | Trainer] = {
     "perplexity": "models.perplexity_train:train",
     "embedding": "models.embedding_train:train",
     "ensemble": "models.ensemble_train:train",
+    "curvature": "models.curvature_train:train",
 }
 
 
