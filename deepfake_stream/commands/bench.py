@@ -79,6 +79,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="pipeline: without the verdict store (DATABASE_URL, else a throw-away SQLite)",
     )
+    parser.add_argument(
+        "--no-peer",
+        action="store_true",
+        help="pipeline: without the FastStream peer (same detector, acks=all, commit after)",
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -98,6 +103,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         plot=args.plot,
         progress=False if args.no_progress else None,
         store=not args.no_store,
+        peer=not args.no_peer,
     )
     result = asyncio.run(run_bench(settings, opts))
     m = result.meta
