@@ -147,6 +147,12 @@ class StageRunner:
     pipeline: bool = True
     """Overlap batches (WORKER_PIPELINE): batch N+1 is fetched and handled while batch N's
     outputs are being acknowledged; N is committed (in offset order) before N+1 is."""
+    backlog_batch_size: int | None = None
+    """Largest batch while a backlog waits (WORKER_BACKLOG_BATCH_SIZE): a full batch doubles
+    the next one's limit up to this, a partly filled one halves it back towards
+    ``max_batch_size``, so a trickle keeps small batches (latency) and a backlog pays the
+    per-batch costs (round trips, commit, spans) less often. None: ``max_batch_size`` always."""
+    _batch_limit: int = 0
     fetch_idle_wait_ms: int | None = None
     """Broker fetch wait once idle for ``fetch_idle_after_ms`` (KAFKA_FETCH_IDLE_WAIT_MS);
     None: the consumer's own fetch_max_wait_ms always. Busy again: the consumer's own."""
@@ -180,21 +186,25 @@ class StageRunner:
         ``getmany`` returns at once when records are already fetched, so a busy topic fills a
         batch without waiting; only a trickle waits, and never longer than ``max_wait_ms``.
         """
-        got = await self.consumer.getmany(timeout_ms=self.poll_ms, max_records=self.max_batch_size)
+        limit = self._batch_limit or self.max_batch_size
+        got = await self.consumer.getmany(timeout_ms=self.poll_ms, max_records=limit)
         records = [r for rs in got.values() for r in rs]
         if not records:
             return records
         deadline = time.monotonic() + self.max_wait_ms / 1000
-        while len(records) < self.max_batch_size:
+        while len(records) < limit:
             left_ms = int((deadline - time.monotonic()) * 1000)
             if left_ms <= 0:
                 break
-            got = await self.consumer.getmany(
-                timeout_ms=left_ms, max_records=self.max_batch_size - len(records)
-            )
+            got = await self.consumer.getmany(timeout_ms=left_ms, max_records=limit - len(records))
             if not got:
                 break
             records.extend(r for rs in got.values() for r in rs)
+        if self.backlog_batch_size and self.backlog_batch_size > self.max_batch_size:
+            if len(records) >= limit:  # a backlog: the next batch may be larger
+                self._batch_limit = min(2 * limit, self.backlog_batch_size)
+            else:
+                self._batch_limit = max(self.max_batch_size, limit // 2)
         return records
 
     async def run(self, *, count: int | None = None, timeout: float | None = None) -> int:

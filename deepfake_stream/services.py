@@ -108,6 +108,7 @@ async def serve_router(
             stage="router",
             topics=[settings.topics.input],
             max_batch_size=settings.worker.max_batch_size * 4,
+            backlog_batch_size=settings.worker.backlog_batch_size * 4,
             max_wait_ms=0,  # routing is cheap: never wait to fill a batch
             stop=stop,
             pipeline=settings.worker.pipeline,
@@ -250,6 +251,7 @@ async def serve_worker(
             stage=backend,
             topics=[settings.topics.backend(backend)],  # type: ignore[arg-type]
             max_batch_size=settings.worker.max_batch_size,
+            backlog_batch_size=settings.worker.backlog_batch_size,
             max_wait_ms=settings.worker.max_wait_ms,
             stop=stop,
             pipeline=settings.worker.pipeline,

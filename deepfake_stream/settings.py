@@ -190,6 +190,10 @@ class WorkerSettings(BaseSettings):
     """Most items scored in one micro-batch."""
     max_wait_ms: int = Field(20, ge=0, le=10_000)
     """Longest a partly filled micro-batch waits for more items; a busy topic never waits."""
+    backlog_batch_size: int = Field(256, ge=1, le=4096)
+    """Largest micro-batch while a backlog waits: each full batch doubles the next one's
+    limit from max_batch_size up to this (a model's own max_batch_size still chunks its
+    inference); a partly filled one halves it back. Equal to max_batch_size: fixed batches."""
     cpu_workers: int = Field(1, ge=0, le=64)
     """CPU worker processes that `up` runs."""
     threads: int = Field(0, ge=0)
