@@ -63,7 +63,7 @@ class KafkaSettings(BaseSettings):
     waiting fetch only when this runs out, not when data arrives, so aiokafka's 500 ms
     default added up to 500 ms per hop; each idle consumer polls 1000/this times a second.
     This is the wait while a stage is busy; see fetch_idle_wait_ms."""
-    fetch_idle_wait_ms: int = Field(100, ge=1, le=10_000)
+    fetch_idle_wait_ms: int = Field(300, ge=1, le=10_000)
     """The fetch wait of a stage that has read nothing for fetch_idle_after_ms: fewer polls
     (idle CPU of the stage and of the broker) at the price of up to this much latency for the
     first item after a quiet spell on Tansu (it answers a waiting fetch only when the wait
