@@ -386,3 +386,30 @@ async def test_unpipelined_finishes_each_batch_before_the_next() -> None:
     assert await runner.run(count=4, timeout=5) == 4
     handles, commits = kinds(events, "handle"), kinds(events, "commit")
     assert commits[0] < handles[1]
+
+
+async def test_backlog_grows_the_batch_up_to_its_setting_and_a_trickle_shrinks_it() -> None:
+    runner, consumer, _, _ = make_runner(max_batch_size=2)
+    runner.backlog_batch_size = 8
+    consumer.add(0, *range(40))
+    sizes = []
+    for _ in range(5):
+        sizes.append(len(await runner.collect()))
+    assert sizes == [2, 4, 8, 8, 8]  # a backlog: doubled, never past the setting
+    assert len(await runner.collect()) == 8
+    assert len(await runner.collect()) == 2  # the backlog is gone: a partial batch ...
+    assert runner._batch_limit == 4  # ... halves the next limit back towards max_batch_size
+
+
+async def test_idle_stage_switches_to_the_long_fetch_wait_and_back_when_busy() -> None:
+    class Fetcher:
+        _fetch_max_wait_ms = 20
+
+    runner, consumer, _, _ = make_runner()
+    consumer._fetcher = Fetcher()  # type: ignore[attr-defined]
+    runner.fetch_idle_wait_ms, runner.fetch_idle_after_ms = 300, 0
+    runner._adapt_fetch_wait(False)  # idle starts
+    runner._adapt_fetch_wait(False)  # ... and has lasted fetch_idle_after_ms
+    assert consumer._fetcher._fetch_max_wait_ms == 300  # type: ignore[attr-defined]
+    runner._adapt_fetch_wait(True)  # records again: the short wait at once
+    assert consumer._fetcher._fetch_max_wait_ms == 20  # type: ignore[attr-defined]
