@@ -29,6 +29,7 @@ RELAY_MODELS = frozenset({"tiny-tfidf"})
 """Pipelines compared with the relay; every other (transformer) model with offline batched."""
 TFIDF_BOUND_RATIO = 0.85
 TFIDF_PEER_RATIO = 1.10
+IDLE_CPU_PERCENT = 5.0
 TRANSFORMER_OFFLINE_RATIO = 0.90
 GPU_OFFLINE_RATIO = 0.80
 GPU_TEXTS_PER_S = 10_000.0
@@ -91,6 +92,7 @@ def check_goals(
     pipelines: dict[str, PipelineBench],
     max_wait_ms: float,
     peers: dict[str, FlowRun] | None = None,
+    idle: Any = None,
 ) -> list[Goal]:
     peers = peers or {}
     goals: list[Goal] = []
@@ -166,6 +168,27 @@ def check_goals(
                 status=_status(rate >= GPU_TEXTS_PER_S),
             )
         )
+    if idle is not None:
+        goals.append(
+            Goal(
+                name="`up` idle CPU (all processes, broker too)",
+                target=f"<= {IDLE_CPU_PERCENT:.0f}% of one core",
+                measured=f"{idle.cpu_percent:.1f}%",
+                status=_status(idle.cpu_percent <= IDLE_CPU_PERCENT),
+            )
+        )
+        tf_offline = models.get("tiny-tfidf")
+        point = tf_offline.batch1 if tf_offline and tf_offline.batch1 else None
+        bound = max_wait_ms + (point.batch_ms_p50 if point else 0.0) + 50
+        worst = max(idle.single_ms) if idle.single_ms else math.nan
+        goals.append(
+            Goal(
+                name="single item after quiet (max of runs)",
+                target=f"<= {bound:.0f} ms (max_wait {max_wait_ms:.0f} + batch + 50)",
+                measured="none arrived" if math.isnan(worst) else f"{worst:.0f} ms",
+                status="MISS" if math.isnan(worst) else _status(worst <= bound),
+            )
+        )
     for model_id, pipe in pipelines.items():
         bound = p99_bound_ms(max_wait_ms, models.get(model_id))
         p99 = pipe.half_load.latency_ms.get("p99", math.nan) if pipe.half_load else math.nan
@@ -223,9 +246,21 @@ def render(
     pipelines: dict[str, PipelineBench],
     goals: Sequence[Goal],
     peers: dict[str, FlowRun] | None = None,
+    idle: Any = None,
 ) -> str:
     peers = peers or {}
     parts: list[str] = []
+    if idle is not None:
+        parts.append(
+            f"idle (`up`, no traffic, {idle.seconds:.0f} s, "
+            f"KAFKA_FETCH_IDLE_WAIT_MS {idle.fetch_idle_wait_ms})\n"
+            + table(
+                ["process", "% of one core"],
+                [*([k, v] for k, v in idle.per_process.items()), ["total", idle.cpu_percent]],
+            )
+            + "\nsingle item after quiet, ms: "
+            + " ".join(f"{x:.0f}" for x in idle.single_ms)
+        )
     if relay is not None:
         lat = relay.latency_ms
         parts.append(
@@ -404,6 +439,7 @@ def as_json(
     pipelines: dict[str, PipelineBench],
     goals: Sequence[Goal],
     peers: dict[str, FlowRun] | None = None,
+    idle: Any = None,
 ) -> dict[str, Any]:
     peers = peers or {}
     out_pipes = {}
@@ -426,6 +462,7 @@ def as_json(
     return {
         **meta,
         "peers": {k: v.as_dict() for k, v in peers.items()},
+        "idle": idle.as_dict() if idle is not None else None,
         "relay": relay.as_dict() if relay else None,
         "models": {k: m.as_dict() for k, m in models.items()},
         "pipelines": out_pipes,

@@ -59,6 +59,8 @@ class BenchResult:
     pipelines: dict[str, PipelineBench] = field(default_factory=dict)
     peers: dict[str, FlowRun] = field(default_factory=dict)
     """The FastStream peer's saturation run, per model (bench/peer.py)."""
+    idle: Any = None
+    """bench/idle.py's IdleBench: `up` with no traffic, and single items after quiet."""
     goals: list[report.Goal] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -69,6 +71,7 @@ class BenchResult:
             pipelines=self.pipelines,
             peers=self.peers,
             goals=self.goals,
+            idle=self.idle,
         )
 
     def render(self) -> str:
@@ -78,6 +81,7 @@ class BenchResult:
             pipelines=self.pipelines,
             peers=self.peers,
             goals=self.goals,
+            idle=self.idle,
         )
 
 
@@ -173,11 +177,16 @@ async def run_bench(settings: Settings, opts: BenchOptions) -> BenchResult:
                     store=opts.store,
                 )
         broker = s.kafka.bootstrap_servers
+    if opts.what in ("all", "idle"):
+        from deepfake_stream.bench.idle import run_idle
+
+        result.idle = await run_idle(settings)  # its own `up`, with its own broker
     result.goals = report.check_goals(
         relay=result.relay,
         models=result.models,
         pipelines=result.pipelines,
         peers=result.peers,
+        idle=result.idle,
         max_wait_ms=settings.worker.max_wait_ms,
     )
     if opts.plot is not None:
