@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -106,8 +108,12 @@ async def serve_router(
             stage="router",
             topics=[settings.topics.input],
             max_batch_size=settings.worker.max_batch_size * 4,
+            backlog_batch_size=settings.worker.backlog_batch_size * 4,
             max_wait_ms=0,  # routing is cheap: never wait to fill a batch
             stop=stop,
+            pipeline=settings.worker.pipeline,
+            fetch_idle_wait_ms=settings.kafka.fetch_idle_wait_ms,
+            fetch_idle_after_ms=settings.kafka.fetch_idle_after_ms,
             max_attempts=settings.worker.max_batch_attempts,
             batch_timeout_s=settings.worker.batch_timeout_s,
         )
@@ -121,6 +127,26 @@ async def serve_router(
             router.dead,
         )
         return n
+
+
+def inference_threads(configured: int) -> int:
+    """WORKER_THREADS, or the cores this process may use minus one (at least one): torch's
+    default of every core fights the broker, the router and the event loop for them."""
+    if configured:
+        return configured
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
+def set_inference_threads(configured: int) -> None:
+    import torch
+
+    n = inference_threads(configured)
+    torch.set_num_threads(n)
+    log.info("inference threads: %d", n)
 
 
 def resolve_device(settings: Settings, backend: str) -> str:
@@ -185,10 +211,6 @@ async def serve_worker(
     registry = registry or registry_for(settings)
     stop = stop or asyncio.Event()
     device = resolve_device(settings, backend)
-    if settings.worker.threads:
-        import torch
-
-        torch.set_num_threads(settings.worker.threads)
     only = set(settings.models.only.split(",")) if settings.models.only else None
     async with AsyncExitStack() as stack:
         producer = await stack.enter_async_context(kafka_lifespan(settings, backend))
@@ -198,6 +220,8 @@ async def serve_worker(
             if not d.ready:  # injected detectors (tests) may arrive unloaded
                 await d.load()
             stack.push_async_callback(SHARED.release, d)
+        if "torch" in sys.modules and backend != "modal":  # a torch model is loaded
+            set_inference_threads(settings.worker.threads)
         if not detectors:
             raise ConfigError(f"no model could be loaded for backend {backend}; see the log above")
         view = await stack.enter_async_context(liveness_view(settings))
@@ -226,8 +250,12 @@ async def serve_worker(
             stage=backend,
             topics=[settings.topics.backend(backend)],  # type: ignore[arg-type]
             max_batch_size=settings.worker.max_batch_size,
+            backlog_batch_size=settings.worker.backlog_batch_size,
             max_wait_ms=settings.worker.max_wait_ms,
             stop=stop,
+            pipeline=settings.worker.pipeline,
+            fetch_idle_wait_ms=settings.kafka.fetch_idle_wait_ms,
+            fetch_idle_after_ms=settings.kafka.fetch_idle_after_ms,
             max_attempts=settings.worker.max_batch_attempts,
             # The worker bounds the inference itself (a hung batch's items are handed on);
             # the stage's ceiling is the backstop for the rest of the batch.

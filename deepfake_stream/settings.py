@@ -61,7 +61,15 @@ class KafkaSettings(BaseSettings):
     fetch_max_wait_ms: int = Field(20, ge=1, le=10_000)
     """Longest a fetch may wait at the broker for data. Tansu (the embedded broker) answers a
     waiting fetch only when this runs out, not when data arrives, so aiokafka's 500 ms
-    default added up to 500 ms per hop; each idle consumer polls 1000/this times a second."""
+    default added up to 500 ms per hop; each idle consumer polls 1000/this times a second.
+    This is the wait while a stage is busy; see fetch_idle_wait_ms."""
+    fetch_idle_wait_ms: int = Field(300, ge=1, le=10_000)
+    """The fetch wait of a stage that has read nothing for fetch_idle_after_ms: fewer polls
+    (idle CPU of the stage and of the broker) at the price of up to this much latency for the
+    first item after a quiet spell on Tansu (it answers a waiting fetch only when the wait
+    runs out). Set it equal to fetch_max_wait_ms to turn the adaptation off."""
+    fetch_idle_after_ms: int = Field(1_000, ge=0, le=600_000)
+    """How long a stage reads nothing before it switches to fetch_idle_wait_ms."""
 
 
 class TopicSettings(BaseSettings):
@@ -186,10 +194,19 @@ class WorkerSettings(BaseSettings):
     """Most items scored in one micro-batch."""
     max_wait_ms: int = Field(20, ge=0, le=10_000)
     """Longest a partly filled micro-batch waits for more items; a busy topic never waits."""
+    backlog_batch_size: int = Field(256, ge=1, le=4096)
+    """Largest micro-batch while a backlog waits: each full batch doubles the next one's
+    limit from max_batch_size up to this (a model's own max_batch_size still chunks its
+    inference); a partly filled one halves it back. Equal to max_batch_size: fixed batches."""
     cpu_workers: int = Field(1, ge=0, le=64)
     """CPU worker processes that `up` runs."""
     threads: int = Field(0, ge=0)
-    """Inference threads per worker (0: torch's default)."""
+    """Inference threads per worker (0: the cores this process may use minus one, at least
+    one: the broker, router and event loop need a core; torch's default takes them all)."""
+    pipeline: bool = False
+    """Overlap micro-batches: the next one is fetched and scored while the previous one's
+    outputs are acknowledged; commits stay in offset order, after every ack. Off by default:
+    with it on, the chaos suite's SIGTERM rolling restart stalled once (not yet explained)."""
     device: str | None = None
     """Torch device for the GPU worker (default cuda when present)."""
     heartbeat_interval_s: float = Field(2.0, gt=0)

@@ -17,6 +17,7 @@ from typing import Any
 from deepfake_stream.bench import report
 from deepfake_stream.bench.flow import FlowRun
 from deepfake_stream.bench.model import ModelBench, pick_backend, run_model
+from deepfake_stream.bench.peer import run_peer
 from deepfake_stream.bench.pipeline import PipelineBench, run_pipeline
 from deepfake_stream.bench.relay import run_relay
 from deepfake_stream.bench.texts import load_texts
@@ -46,6 +47,8 @@ class BenchOptions:
     progress: bool | None = None
     store: bool = True
     """pipeline: run the verdict store beside it and measure whether it keeps up."""
+    peer: bool = True
+    """pipeline: run the FastStream peer (same detector) for the relay-compared models."""
 
 
 @dataclass(kw_only=True)
@@ -54,6 +57,10 @@ class BenchResult:
     relay: FlowRun | None = None
     models: dict[str, ModelBench] = field(default_factory=dict)
     pipelines: dict[str, PipelineBench] = field(default_factory=dict)
+    peers: dict[str, FlowRun] = field(default_factory=dict)
+    """The FastStream peer's saturation run, per model (bench/peer.py)."""
+    idle: Any = None
+    """bench/idle.py's IdleBench: `up` with no traffic, and single items after quiet."""
     goals: list[report.Goal] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -62,12 +69,19 @@ class BenchResult:
             relay=self.relay,
             models=self.models,
             pipelines=self.pipelines,
+            peers=self.peers,
             goals=self.goals,
+            idle=self.idle,
         )
 
     def render(self) -> str:
         return report.render(
-            relay=self.relay, models=self.models, pipelines=self.pipelines, goals=self.goals
+            relay=self.relay,
+            models=self.models,
+            pipelines=self.pipelines,
+            peers=self.peers,
+            goals=self.goals,
+            idle=self.idle,
         )
 
 
@@ -150,6 +164,8 @@ async def run_bench(settings: Settings, opts: BenchOptions) -> BenchResult:
                 if offline is not None and offline.error:
                     log.warning("skipping the %s pipeline: %s", m, offline.error)
                     continue
+                if opts.peer and m in report.RELAY_MODELS:
+                    result.peers[m] = await run_peer(s, m, texts, opts.n, progress=opts.progress)
                 n = opts.n
                 if m not in report.RELAY_MODELS and offline and offline.batched:
                     n = min(n, max(100, int(offline.batched.texts_per_s * PIPELINE_SECONDS)))
@@ -166,10 +182,16 @@ async def run_bench(settings: Settings, opts: BenchOptions) -> BenchResult:
                     store=opts.store,
                 )
         broker = s.kafka.bootstrap_servers
+    if opts.what in ("all", "idle"):
+        from deepfake_stream.bench.idle import run_idle
+
+        result.idle = await run_idle(settings)  # its own `up`, with its own broker
     result.goals = report.check_goals(
         relay=result.relay,
         models=result.models,
         pipelines=result.pipelines,
+        peers=result.peers,
+        idle=result.idle,
         max_wait_ms=settings.worker.max_wait_ms,
     )
     if opts.plot is not None:

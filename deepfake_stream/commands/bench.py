@@ -8,7 +8,9 @@
             latency at saturation and at 50% of it, and the ratio to the relay
             (tiny-tfidf) or to offline batched throughput (transformer detectors);
             with the verdict store beside them: its rows/s vs the pipeline's items/s
-  all       the three in one run (default)
+  idle      `up` with no traffic: CPU of every process (broker included) over 30 s, then
+            the latency of single items each published after a quiet spell
+  all       all of them in one run (default)
 
 Uses KAFKA_BOOTSTRAP_SERVERS when it answers, otherwise starts the embedded broker on a
 free port. Prints tables and PASS/MISS per goal; --json prints one JSON object last.
@@ -33,7 +35,7 @@ HELP = "benchmarks: relay ceiling, offline model throughput, pipeline (tables, -
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "what", nargs="?", default="all", choices=("all", "relay", "model", "pipeline")
+        "what", nargs="?", default="all", choices=("all", "relay", "model", "pipeline", "idle")
     )
     parser.add_argument(
         "--model",
@@ -79,6 +81,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="pipeline: without the verdict store (DATABASE_URL, else a throw-away SQLite)",
     )
+    parser.add_argument(
+        "--no-peer",
+        action="store_true",
+        help="pipeline: without the FastStream peer (same detector, acks=all, commit after)",
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -98,6 +105,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         plot=args.plot,
         progress=False if args.no_progress else None,
         store=not args.no_store,
+        peer=not args.no_peer,
     )
     result = asyncio.run(run_bench(settings, opts))
     m = result.meta

@@ -110,7 +110,14 @@ class StreamLink:
     async def _read(self) -> None:
         assert self._consumer is not None
         dlq = self.settings.topics.dlq
+        k = self.settings.kafka
+        fetcher = getattr(self._consumer, "_fetcher", None)
         while True:
+            if fetcher is not None and hasattr(fetcher, "_fetch_max_wait_ms"):
+                # Nobody waiting for a reply: long fetch waits, few idle polls (its CPU and
+                # the broker's); a waiting request switches back to the short one.
+                idle = max(k.fetch_max_wait_ms, k.fetch_idle_wait_ms)
+                fetcher._fetch_max_wait_ms = k.fetch_max_wait_ms if self._waiting else idle
             try:
                 batches = await self._consumer.getmany(timeout_ms=500)
             except Exception as exc:  # the broker went away: keep trying, requests time out

@@ -64,5 +64,7 @@ def test_bench_pipeline_tiny_tfidf_json(kafka_bootstrap: str) -> None:
     offline = doc["models"]["tiny-tfidf"]
     assert offline["batch1"]["texts_per_s"] > 0 and offline["configured_batch"] == 64
     statuses = {g["goal"]: g["status"] for g in doc["goals"]}
-    assert statuses["tiny-tfidf pipeline / relay"] in {"PASS", "MISS"}
+    assert statuses["tiny-tfidf pipeline / bound"] in {"PASS", "MISS"}
+    assert statuses["tiny-tfidf pipeline / FastStream peer"] in {"PASS", "MISS"}
+    assert pipe["ratio_to_peer"] > 0 and doc["peers"]["tiny-tfidf"]["received"] == 200
     assert statuses["tiny-tfidf p99 at 50% load"] in {"PASS", "MISS"}

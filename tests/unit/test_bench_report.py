@@ -75,15 +75,20 @@ def test_goals_pass_and_miss_by_their_thresholds() -> None:
     }
     # embedding batch of 64 at 30 texts/s: 2133 ms; bound = 20 + 3 * 2133
     pipes = {
-        "tiny-tfidf": pipe("tiny-tfidf", 700, half_p99=400),
+        "tiny-tfidf": pipe("tiny-tfidf", 403, half_p99=400),
         "medium-embedding": pipe("medium-embedding", 27.5, half_p99=7000),
     }
+    peers = {"tiny-tfidf": run(366)}
     goals = {
         g.name: g
-        for g in check_goals(relay=run(1000), models=models, pipelines=pipes, max_wait_ms=20)
+        for g in check_goals(
+            relay=run(1000), models=models, pipelines=pipes, peers=peers, max_wait_ms=20
+        )
     }
-    assert goals["tiny-tfidf pipeline / relay"].status == "PASS"  # 0.70 >= 0.70
-    assert goals["tiny-tfidf pipeline / relay"].measured == "0.70"
+    # bound = 2 / (2/1000 + 1/450) = 473.7/s; 403 / 473.7 = 0.851
+    assert goals["tiny-tfidf pipeline / bound"].status == "PASS"
+    assert goals["tiny-tfidf pipeline / bound"].measured == "0.85 (bound 474/s)"
+    assert goals["tiny-tfidf pipeline / FastStream peer"].status == "PASS"  # 1.101
     assert goals["medium-embedding pipeline / offline batched"].status == "PASS"  # 0.917
     assert goals["medium-embedding batching gain (CPU)"].status == "PASS"  # 3.0x
     assert goals["medium-embedding batching gain (CPU)"].measured == "3.00x"
@@ -91,12 +96,15 @@ def test_goals_pass_and_miss_by_their_thresholds() -> None:
     assert goals["tiny-tfidf p99 at 50% load"].status == "PASS"
     assert goals["medium-embedding p99 at 50% load"].status == "MISS"  # 7000 > 6420
 
-    slower = {"tiny-tfidf": pipe("tiny-tfidf", 690, half_p99=450)}
+    slower = {"tiny-tfidf": pipe("tiny-tfidf", 400, half_p99=450)}
     goals = {
         g.name: g
-        for g in check_goals(relay=run(1000), models=models, pipelines=slower, max_wait_ms=20)
+        for g in check_goals(
+            relay=run(1000), models=models, pipelines=slower, peers=peers, max_wait_ms=20
+        )
     }
-    assert goals["tiny-tfidf pipeline / relay"].status == "MISS"
+    assert goals["tiny-tfidf pipeline / bound"].status == "MISS"  # 0.844
+    assert goals["tiny-tfidf pipeline / FastStream peer"].status == "MISS"  # 1.093
     assert goals["tiny-tfidf p99 at 50% load"].status == "MISS"
 
 
@@ -108,7 +116,8 @@ def test_goals_not_measured_are_na_with_the_reason() -> None:
             relay=None, models={"medium-embedding": broken}, pipelines={}, max_wait_ms=20
         )
     }
-    assert goals["tiny-tfidf pipeline / relay"].status == "N/A"
+    assert goals["tiny-tfidf pipeline / bound"].status == "N/A"
+    assert goals["tiny-tfidf pipeline / FastStream peer"].status == "N/A"
     emb = goals["medium-embedding pipeline / offline batched"]
     assert emb.status == "N/A" and emb.measured == "unavailable (ArtifactMissing)"
     assert goals["medium-embedding batching gain (CPU)"].status == "N/A"

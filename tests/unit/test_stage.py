@@ -306,3 +306,110 @@ async def test_dropping_a_stale_batch_skips_partitions_revoked_meanwhile() -> No
     consumer.seek = seek  # type: ignore[method-assign]
     await runner._drop_stale([record(0, 6), record(1, 8)])
     assert consumer.seeks == [(TP0, 5)]
+
+
+class SlowAcks(FakeProducer):
+    """Acks arrive 50 ms after the send: long enough for the next batch to be handled."""
+
+    async def send(
+        self, topic: str, value: bytes, *, key: Any = None, headers: Any = None
+    ) -> asyncio.Future[None]:
+        fut = await super().send(topic, value, key=key, headers=headers)
+        slow: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def relay(f: asyncio.Future[None]) -> None:
+            def done() -> None:
+                if f.exception() is not None:
+                    slow.set_exception(f.exception())  # type: ignore[arg-type]
+                else:
+                    slow.set_result(None)
+
+            asyncio.get_running_loop().call_later(0.05, done)
+
+        fut.add_done_callback(relay)
+        return slow
+
+
+class Recording(Handler):
+    def __init__(self, events: list[tuple[Any, ...]]) -> None:
+        super().__init__()
+        self.events = events
+
+    async def handle(self, records: Sequence[ConsumerRecord]) -> BatchResult:
+        self.events.append(("handle", records[0].offset))
+        return await super().handle(records)
+
+
+def _pipelined(max_batch_size: int = 2) -> tuple[StageRunner, FakeConsumer, SlowAcks, list[Any]]:
+    runner, consumer, _, events = make_runner(max_batch_size=max_batch_size)
+    producer = SlowAcks(events)
+    runner.producer = producer  # type: ignore[assignment]
+    runner.handler = Recording(events)
+    return runner, consumer, producer, events
+
+
+async def test_pipelined_next_batch_is_handled_while_acks_travel_commits_in_order() -> None:
+    runner, consumer, _, events = _pipelined()
+    consumer.add(0, 0, 1, 2, 3, 4, 5)
+    assert await runner.run(count=6, timeout=5) == 6
+    handles, commits = kinds(events, "handle"), kinds(events, "commit")
+    # batch 2 (offsets 2, 3) was handled before batch 1 was committed: they overlapped
+    assert handles[1] < commits[0]
+    # ... yet every commit comes after all of its batch's acks, in offset order
+    assert consumer.commits == [{TP0: 2}, {TP0: 4}, {TP0: 6}]
+    acks = kinds(events, "ack")
+    for i, c in enumerate(commits):
+        assert len([a for a in acks if a < c]) >= 2 * (i + 1)
+
+
+async def test_pipelined_failed_acks_rewind_both_batches_and_commit_neither_early() -> None:
+    runner, consumer, producer, events = _pipelined()
+    producer.fail_next = 1  # the first batch's first output is never acknowledged
+    consumer.add(0, 0, 1, 2, 3)
+    await runner.run(count=4, timeout=5)
+    nack = kinds(events, "nack")[0]
+    first_commit = kinds(events, "commit")[0]
+    assert nack < first_commit
+    # the re-read starts at the failed batch's first offset, not at the later batch's
+    assert ("seek", TP0, 0) in events[:first_commit]
+    assert all(e[2] != 2 for e in events[:first_commit] if e[0] == "seek")
+    assert consumer.commits[0] == {TP0: 2} and consumer.commits[-1] == {TP0: 4}
+    # every record's output was sent again after the failure: nothing skipped
+    resent = {e[1] for e in events[nack:] if e[0] == "send"}
+    assert {b"0:0", b"0:1", b"0:2", b"0:3"} <= resent
+
+
+async def test_unpipelined_finishes_each_batch_before_the_next() -> None:
+    runner, consumer, _, events = _pipelined()
+    runner.pipeline = False
+    consumer.add(0, 0, 1, 2, 3)
+    assert await runner.run(count=4, timeout=5) == 4
+    handles, commits = kinds(events, "handle"), kinds(events, "commit")
+    assert commits[0] < handles[1]
+
+
+async def test_backlog_grows_the_batch_up_to_its_setting_and_a_trickle_shrinks_it() -> None:
+    runner, consumer, _, _ = make_runner(max_batch_size=2)
+    runner.backlog_batch_size = 8
+    consumer.add(0, *range(40))
+    sizes = []
+    for _ in range(5):
+        sizes.append(len(await runner.collect()))
+    assert sizes == [2, 4, 8, 8, 8]  # a backlog: doubled, never past the setting
+    assert len(await runner.collect()) == 8
+    assert len(await runner.collect()) == 2  # the backlog is gone: a partial batch ...
+    assert runner._batch_limit == 4  # ... halves the next limit back towards max_batch_size
+
+
+async def test_idle_stage_switches_to_the_long_fetch_wait_and_back_when_busy() -> None:
+    class Fetcher:
+        _fetch_max_wait_ms = 20
+
+    runner, consumer, _, _ = make_runner()
+    consumer._fetcher = Fetcher()  # type: ignore[attr-defined]
+    runner.fetch_idle_wait_ms, runner.fetch_idle_after_ms = 300, 0
+    runner._adapt_fetch_wait(False)  # idle starts
+    runner._adapt_fetch_wait(False)  # ... and has lasted fetch_idle_after_ms
+    assert consumer._fetcher._fetch_max_wait_ms == 300  # type: ignore[attr-defined]
+    runner._adapt_fetch_wait(True)  # records again: the short wait at once
+    assert consumer._fetcher._fetch_max_wait_ms == 20  # type: ignore[attr-defined]

@@ -1,0 +1,170 @@
+"""``bench idle``: what `up` costs with no traffic, and how late a lone item is.
+
+Starts ``deepfake-stream up`` as a user does, with its own embedded broker on a free local
+port (so the broker's idle polling is counted too), waits until a CPU worker is live and a
+few seconds more (every stage back at its idle fetch wait), then sums the CPU time of `up`
+and all its descendants over ``seconds`` (percent of one core). Then it publishes single
+items, each after ``quiet_s`` of silence, and times each verdict: the goal is
+WORKER_MAX_WAIT_MS + one batch's compute + 50 ms. Linux only (reads /proc).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deepfake_stream.bench.flow import _assign_end, percentile
+from deepfake_stream.bench.procs import Children
+from deepfake_stream.settings import Settings
+
+TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+TEXT = (
+    "The council voted 7-2 on Tuesday night to extend the bike lane on Harbour Road as far as "
+    "the ferry terminal, ending a dispute that had dragged on since the spring."
+)
+
+
+@dataclass(kw_only=True)
+class IdleBench:
+    seconds: float
+    cpu_percent: float
+    """Percent of one core used by `up` and every process under it, broker included."""
+    per_process: dict[str, float] = field(default_factory=dict)
+    single_ms: list[float] = field(default_factory=list)
+    """Publish → verdict of single items, each after a quiet spell, sorted."""
+    fetch_idle_wait_ms: int = 0
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seconds": round(self.seconds, 1),
+            "cpu_percent": round(self.cpu_percent, 2),
+            "per_process": {k: round(v, 2) for k, v in self.per_process.items()},
+            "single_ms": [round(x, 1) for x in self.single_ms],
+            "single_ms_max": round(max(self.single_ms), 1) if self.single_ms else None,
+            "single_ms_p50": round(percentile(self.single_ms, 50), 1) if self.single_ms else None,
+            "fetch_idle_wait_ms": self.fetch_idle_wait_ms,
+            "error": self.error,
+        }
+
+
+def _descendants(root: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, todo = [root], [root]
+    while todo:
+        pid = todo.pop()
+        kids = [p for p, pp in parents.items() if pp == pid]
+        found += kids
+        todo += kids
+    return found
+
+
+def _cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def _name(pid: int) -> str:
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return str(pid)
+    words = [a.decode(errors="replace") for a in args if a]
+    for marker in ("up", "router", "worker", "store", "shim", "modal-bridge"):
+        if marker in words:
+            i = words.index(marker)
+            return " ".join(words[i : i + 3]) if marker == "worker" else marker
+    return "broker" if any("tansu" in w for w in words[:1]) else os.path.basename(words[0])
+
+
+async def run_idle(
+    settings: Settings, *, seconds: float = 30.0, singles: int = 6, quiet_s: float = 2.5
+) -> IdleBench:
+    from deepfake_stream.bench.pipeline import wait_live
+    from deepfake_stream.embedded_broker import free_port
+    from deepfake_stream.kafka import make_consumer, make_producer
+    from deepfake_stream.supervisor import console_command
+
+    port = free_port()
+    bootstrap = f"127.0.0.1:{port}"
+    kafka = settings.kafka.model_copy(update={"bootstrap_servers": bootstrap})
+    s = settings.model_copy(update={"kafka": kafka})
+    with Children() as children:
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "HTTP_PORT": str(free_port()),
+            "DATABASE_STATE_DIR": str(children.log_dir),
+            "PYTHONUNBUFFERED": "1",
+        }
+        env.pop("METRICS_PORT", None)
+        up = children.start("up", [*console_command(), "up"], env)
+        started = time.monotonic()
+        while True:
+            children.check()
+            try:
+                await wait_live(s, "cpu", settings.models.default, timeout=2.0)
+                break
+            except Exception:  # the broker or the worker is not there yet
+                if time.monotonic() - started > 180:
+                    raise
+                await asyncio.sleep(1)
+        # every stage idle for longer than KAFKA_FETCH_IDLE_AFTER_MS, so at its idle wait
+        await asyncio.sleep(settings.kafka.fetch_idle_after_ms / 1000 + 3)
+        pids = _descendants(up.pid)
+        before = {p: _cpu_s(p) for p in pids}
+        t0 = time.monotonic()
+        await asyncio.sleep(seconds)
+        elapsed = time.monotonic() - t0
+        per: dict[str, float] = {}
+        for p in pids:
+            name = _name(p)
+            per[name] = per.get(name, 0.0) + (_cpu_s(p) - before[p]) / elapsed * 100
+        result = IdleBench(
+            seconds=elapsed,
+            cpu_percent=sum(per.values()),
+            per_process=dict(sorted(per.items(), key=lambda kv: -kv[1])),
+            fetch_idle_wait_ms=settings.kafka.fetch_idle_wait_ms,
+        )
+        consumer = make_consumer(s, group_id=None, role="bench-idle")
+        producer = make_producer(s, role="bench-idle")
+        await consumer.start()
+        await producer.start()
+        try:
+            await _assign_end(consumer, s.topics.verdicts)
+            for _ in range(singles):
+                await asyncio.sleep(quiet_s)
+                item_id = f"bench-idle-{uuid.uuid4().hex[:10]}"
+                doc = {"id": item_id, "text": TEXT}
+                t = time.perf_counter()
+                await producer.send_and_wait(
+                    s.topics.input, json.dumps(doc).encode(), key=item_id.encode()
+                )
+                deadline = time.monotonic() + 30
+                got = False
+                while not got and time.monotonic() < deadline:
+                    batches = await consumer.getmany(timeout_ms=5)
+                    got = any(r.key == item_id.encode() for rs in batches.values() for r in rs)
+                if got:
+                    result.single_ms.append((time.perf_counter() - t) * 1000)
+        finally:
+            await producer.stop()
+            await consumer.stop()
+        result.single_ms.sort()
+    return result  # leaving Children stops `up` (SIGTERM: it stops its services and broker)
