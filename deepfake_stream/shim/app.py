@@ -315,6 +315,9 @@ def _public_routes() -> APIRouter:
             "default_model": default,
             "models_loaded": loaded,
             "live_backends": state.liveness.live_backends() if state.kafka_connected else {},
+            # The history endpoints answer 503 until the verdict store's database is reachable
+            # and migrated; detection does not wait for it, so it does not gate "ready".
+            "store": state.store.ready,
         }
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 

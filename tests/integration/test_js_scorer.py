@@ -33,9 +33,11 @@ import pytest
 import uvicorn
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from consumers.scoring import prepare
 from deepfake_stream.embedded_broker import free_port
 from deepfake_stream.shim import create_app
 from models.tfidf import TfidfModel
+from routing.registry import load_registry
 from tests.conftest import unique_settings
 from tests.js_scorer_parity import PARITY_TEXTS, TOLERANCE, every_ngram_model, python_reference
 
@@ -173,8 +175,20 @@ def test_chromium_tokenises_exactly_like_python(browser: dict[str, Any]) -> None
     np.testing.assert_allclose(got[:, 0], model.predict_proba(PARITY_TEXTS), rtol=0, atol=1e-9)
 
 
+def _scored_as_given(text: str) -> bool:
+    """Whether the server scores ``text`` exactly as given: normalisation leaves it alone and
+    it fits one window. The browser scores the text as given, in one pass."""
+    config = load_registry().resolve("tiny-tfidf")
+    prepared = prepare(text, config, max_windows=64)
+    return prepared.norm.text == text and len(prepared.windows.bounds) == 1
+
+
 def test_browser_scores_equal_the_shims_verdicts(shim: str, browser: dict[str, Any]) -> None:
-    picked = [i for i, t in enumerate(PARITY_TEXTS) if t.strip()]
+    """On text the server scores as given, the browser's score is the verdict's. Text the
+    server normalises (NFKC, evasion) or windows (longer than one window) can differ: the
+    README's client-side tier says so."""
+    picked = [i for i, t in enumerate(PARITY_TEXTS) if t.strip() and _scored_as_given(t)]
+    assert len(picked) >= 30, "most parity texts are scored as given"
     body = {"items": [{"text": PARITY_TEXTS[i], "model_id": "tiny-tfidf"} for i in picked]}
     request = urllib.request.Request(
         f"{shim}/v1/detect/batch",
