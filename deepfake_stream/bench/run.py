@@ -63,26 +63,21 @@ class BenchResult:
     """bench/idle.py's IdleBench: `up` with no traffic, and single items after quiet."""
     goals: list[report.Goal] = field(default_factory=list)
 
+    def _sections(self) -> dict[str, Any]:
+        return {
+            "relay": self.relay,
+            "models": self.models,
+            "pipelines": self.pipelines,
+            "peers": self.peers,
+            "goals": self.goals,
+            "idle": self.idle,
+        }
+
     def as_json(self) -> dict[str, Any]:
-        return report.as_json(
-            meta=self.meta,
-            relay=self.relay,
-            models=self.models,
-            pipelines=self.pipelines,
-            peers=self.peers,
-            goals=self.goals,
-            idle=self.idle,
-        )
+        return report.as_json(meta=self.meta, **self._sections())
 
     def render(self) -> str:
-        return report.render(
-            relay=self.relay,
-            models=self.models,
-            pipelines=self.pipelines,
-            peers=self.peers,
-            goals=self.goals,
-            idle=self.idle,
-        )
+        return report.render(**self._sections())
 
 
 @contextlib.contextmanager
