@@ -24,7 +24,8 @@ POINTS = {
 BANDS = {"ai_high": 0.0, "ai_medium": 0.0, "human_high": 1.0, "human_medium": 1.0}
 
 
-def _registry(tmp_path: Path) -> Path:
+def tiny_registry(tmp_path: Path, bands: dict[str, float] = BANDS) -> Path:
+    """A registry whose only model is the real tiny-tfidf at the test's operating points."""
     path = tmp_path / "models.yaml"
     entry = {
         "kind": "tfidf",
@@ -33,7 +34,7 @@ def _registry(tmp_path: Path) -> Path:
         "artifact": "tiny-tfidf",
         "operating_points": POINTS,
         "default_operating_point": "balanced",
-        "confidence": BANDS,
+        "confidence": bands,
         "min_words": 0,  # the short TEXT is not "too short" here: its confidence is the band's
     }
     path.write_text(yaml.safe_dump({"models": {"tiny-tfidf": entry}}))
@@ -43,7 +44,7 @@ def _registry(tmp_path: Path) -> Path:
 async def test_label_follows_the_operating_point_and_an_unknown_one_is_dead_lettered(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    settings = unique_settings(kafka_bootstrap, models__config=str(_registry(tmp_path)))
+    settings = unique_settings(kafka_bootstrap, models__config=str(tiny_registry(tmp_path)))
     docs = [
         {"id": "op-strict", "text": TEXT, "operating_point": "strict"},
         {"id": "op-sensitive", "text": TEXT, "operating_point": "sensitive"},

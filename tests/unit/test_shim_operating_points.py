@@ -4,25 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from schemas import Verdict
-from tests.integration.test_operating_points import POINTS
+from tests.integration.test_operating_points import tiny_registry
 from tests.unit.test_shim import TEXT, assert_error, make_client
 
 
 def test_operating_point_on_the_shim(tmp_path: Path) -> None:
-    registry = tmp_path / "models.yaml"
-    entry = {
-        "kind": "tfidf",
-        "size": "tiny",
-        "version": "2026.11.1",
-        "artifact": "tiny-tfidf",
-        "operating_points": POINTS,
-        "default_operating_point": "balanced",
-        "confidence": {"ai_high": 0.999, "ai_medium": 0.99, "human_high": 0.0, "human_medium": 0.0},
-    }
-    registry.write_text(yaml.safe_dump({"models": {"tiny-tfidf": entry}}))
+    bands = {"ai_high": 0.999, "ai_medium": 0.99, "human_high": 0.0, "human_medium": 0.0}
+    registry = tiny_registry(tmp_path, bands)
     with make_client(models__config=str(registry)) as client:
         strict = Verdict.model_validate(
             client.post("/v1/detect", json={"text": TEXT, "operating_point": "strict"}).json()
