@@ -32,7 +32,8 @@ RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
 # reinstall them.
 COPY pyproject.toml /src/
 RUN python -c "import tomllib; \
-deps = tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']; \
+project = tomllib.load(open('/src/pyproject.toml', 'rb'))['project']; \
+deps = project['dependencies'] + project['optional-dependencies']['server']; \
 open('/tmp/requirements.txt', 'w').write('\n'.join(deps))" \
  && pip install -r /tmp/requirements.txt
 

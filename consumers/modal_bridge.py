@@ -1,4 +1,5 @@
-"""The Modal backend: a :class:`~models.base.Detector` that scores on the deployed Modal app.
+"""The Modal backend: a :class:`~deepfake_stream.models.base.Detector` that scores on the deployed
+Modal app.
 
 ``deepfake-stream modal-bridge`` runs the ordinary worker loop (micro-batches, commit after
 acks, fallback, heartbeats) with one :class:`ModalDetector` per model whose chain contains
@@ -27,10 +28,10 @@ import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from consumers.circuit_breaker import CircuitBreaker
-from deepfake_stream.errors import BackendUnavailable, ModelError
-from deepfake_stream.settings import ModalSettings
-from models.base import DetectorSpec, Score
+from deepfake_stream.consumers.circuit_breaker import CircuitBreaker
+from deepfake_stream.core.errors import BackendUnavailable, ModelError
+from deepfake_stream.core.settings import ModalSettings
+from deepfake_stream.models.base import DetectorSpec, Score
 
 log = logging.getLogger(__name__)
 

@@ -15,16 +15,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from consumers.isolate import score_isolating
-from deepfake_stream.redis_store import text_digest
+from deepfake_stream.consumers.isolate import score_isolating
+from deepfake_stream.consumers.redis_store import text_digest
+from deepfake_stream.core.liveness import now_ms
+from deepfake_stream.models.base import Detector
+from deepfake_stream.models.operating_points import decide
+from deepfake_stream.models.registry import ModelConfig
+from deepfake_stream.schemas import RoutedItem, Span, Verdict, utc_now_iso
+from deepfake_stream.schemas.verdict import label_for
 from deepfake_stream.text import Normalised, Windows, aggregate, normalise, split_windows
 from deepfake_stream.text.language import detect_language
-from models.base import Detector
-from models.operating_points import decide
-from routing.liveness import now_ms
-from routing.registry import ModelConfig
-from schemas import RoutedItem, Span, Verdict, utc_now_iso
-from schemas.verdict import label_for
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -27,15 +27,26 @@ from aiokafka.structs import ConsumerRecord
 from opentelemetry.trace import Span, SpanKind
 from pydantic import ValidationError
 
-from consumers.dead_letters import dead_letter
-from consumers.inference_thread import InferenceThread
-from consumers.scoring import Prepared, Scored, prepare_all, score_prepared, verdict_for
-from consumers.stage import BatchResult, Outgoing
-from deepfake_stream import metrics
-from deepfake_stream.errors import DetectError, InferenceTimedOut, InvalidInput, ModelUnavailable
-from deepfake_stream.redis_store import DedupKey, RedisStore, text_digest
-from deepfake_stream.settings import Settings
-from deepfake_stream.tracing import (
+from deepfake_stream.consumers.inference_thread import InferenceThread
+from deepfake_stream.consumers.redis_store import DedupKey, RedisStore, text_digest
+from deepfake_stream.consumers.scoring import (
+    Prepared,
+    Scored,
+    prepare_all,
+    score_prepared,
+    verdict_for,
+)
+from deepfake_stream.core import metrics
+from deepfake_stream.core.errors import (
+    DetectError,
+    InferenceTimedOut,
+    InvalidInput,
+    ModelUnavailable,
+)
+from deepfake_stream.core.liveness import LivenessView, now_ms
+from deepfake_stream.core.settings import Settings
+from deepfake_stream.core.stage import BatchResult, Outgoing
+from deepfake_stream.core.tracing import (
     CORRELATION_HEADER,
     carrier_of,
     fail_span,
@@ -46,11 +57,11 @@ from deepfake_stream.tracing import (
     trace_headers,
     with_trace,
 )
-from models.base import Detector
-from models.operating_points import resolve_operating_point
-from routing.liveness import LivenessView, now_ms
-from routing.registry import Registry
-from schemas import InputItem, RoutedItem
+from deepfake_stream.models.base import Detector
+from deepfake_stream.models.operating_points import resolve_operating_point
+from deepfake_stream.models.registry import Registry
+from deepfake_stream.schemas import InputItem, RoutedItem
+from deepfake_stream.schemas.dead_letters import dead_letter
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +98,8 @@ class Worker:
         self.liveness = liveness
         self.executor = executor
         self.store = store
-        """Verdict cache and de-duplication (deepfake_stream/redis_store.py); None: without."""
+        """Verdict cache and de-duplication (deepfake_stream/consumers/redis_store.py); None:
+        without."""
         self.scored = 0
         self.handed_on = 0
         self.dead = 0

@@ -21,9 +21,9 @@ from faststream.specification import AsyncAPI, Contact, License
 from pydantic import BaseModel, ConfigDict, Field
 
 from deepfake_stream import __version__
-from deepfake_stream.settings import BACKENDS, Backend, TopicSettings
-from schemas import DLQ_REASONS, InputItem, RoutedItem, Verdict
-from schemas.dead_letter import DlqStage
+from deepfake_stream.core.settings import BACKENDS, Backend, TopicSettings
+from deepfake_stream.schemas import DLQ_REASONS, InputItem, RoutedItem, Verdict
+from deepfake_stream.schemas.dead_letter import DlqStage
 
 TITLE = "deepfake-stream"
 DESCRIPTION = """\

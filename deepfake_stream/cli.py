@@ -16,9 +16,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from deepfake_stream.errors import DetectError
-from deepfake_stream.logs import setup_logging
-from deepfake_stream.settings import GROUPS, all_fields, env_name, flag_name, load_settings
+from deepfake_stream.core.errors import DetectError
+from deepfake_stream.core.logs import setup_logging
+from deepfake_stream.core.settings import GROUPS, all_fields, env_name, flag_name, load_settings
 
 # Order is the order `--help` lists them in.
 COMMANDS = [
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             log.error("%s", problem)
             return 2
         if args.command in BROKER_COMMANDS and not getattr(args, "print_kafka_cli", False):
-            from deepfake_stream.broker_probe import require_broker
+            from deepfake_stream.core.broker_probe import require_broker
 
             require_broker(settings)
         return int(modules[args.command].run(args, settings) or 0)

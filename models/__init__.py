@@ -1,6 +1,6 @@
-"""Detectors: one module each, one contract (:class:`models.base.Detector`)."""
+"""Detectors: one module each, one contract (:class:`deepfake_stream.models.base.Detector`)."""
 
-from models.base import Detector, DetectorSpec, Score
-from models.kinds import build_detector, known_kinds, register_kind
+from deepfake_stream.models.base import Detector, DetectorSpec, Score
+from deepfake_stream.models.kinds import build_detector, known_kinds, register_kind
 
 __all__ = ["Detector", "DetectorSpec", "Score", "build_detector", "known_kinds", "register_kind"]

@@ -8,7 +8,7 @@ safetensors files and ``manifest.json``::
      "metrics": {"auroc": 0.97, ...}}
 
 Every file's sha256 is checked before anything parses it, so a tampered or truncated file
-is refused with :class:`~deepfake_stream.errors.ArtifactIntegrityError` instead of being
+is refused with :class:`~deepfake_stream.core.errors.ArtifactIntegrityError` instead of being
 half-loaded. The manifest's own digest is the model's identity: detectors report
 ``<release>+sha256:<first 12 hex of manifest_digest>`` as their version. Pickle, joblib and
 torch's pickle-based formats are refused: loading them can run arbitrary code.
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from deepfake_stream.errors import ArtifactIntegrityError
+from deepfake_stream.core.errors import ArtifactIntegrityError
 
 ARTIFACTS_ROOT = Path(__file__).with_name("artifacts")
 """Where named artifacts live; packaged with the wheel (``models/artifacts/*/*``)."""

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from models.dataset import DEFAULT_SEED, Example, load_labelled, select
-from models.metrics import auroc, binary_metrics
-from models.operating_points import (
+from deepfake_stream.models.dataset import DEFAULT_SEED, Example, load_labelled, select
+from deepfake_stream.models.metrics import auroc, binary_metrics
+from deepfake_stream.models.operating_points import (
     DEFAULT_OPERATING_POINT,
     TARGETS,
     choose_threshold,

@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from deepfake_stream.errors import ModelError, ModelUnavailable
-from models.base import DetectorSpec, Score
-from models.heads import LogisticHead, load_head
+from deepfake_stream.core.errors import ModelError, ModelUnavailable
+from deepfake_stream.models.base import DetectorSpec, Score
+from deepfake_stream.models.heads import LogisticHead, load_head
 
 FEATURES = [
     "curvature_per_token",
@@ -290,7 +290,7 @@ class WindowStatistics:
 def load_statistics(options: dict[str, Any], device: str = "cpu") -> tuple[WindowStatistics, str]:
     """SmolLM2 from the package, int8-quantised on CPU when ``quantize`` is ``int8`` (the
     default); returns the extractor and the weights digest (``fp32`` when not quantised)."""
-    from models.smollm import configure_threads, load_smollm
+    from deepfake_stream.models.smollm import configure_threads, load_smollm
 
     configure_threads(device, options.get("num_threads"))
     lm = load_smollm(device, cache_dir=options.get("cache_dir"))

@@ -9,7 +9,8 @@ never mix; the head records the int8 weights' digest, which the detector checks 
 (The 2026-12-04 study's cache was filled in length-sorted batches of up to 16 texts, before
 serving moved to one text per pass; see the README's small-curvature card.)
 
-Cross-set study (``python -m models.curvature_train``): fit on the corpus plus one dev set,
+Cross-set study (``python -m deepfake_stream.models.curvature_train``): fit on the corpus plus one
+dev set,
 evaluate on the other dev set, in both directions, per domain; the threshold is chosen on
 the training side only (out-of-fold scores of its human texts at the target FPR), so no
 figure is measured on text the model or its threshold was fitted on. ``--write`` then fits
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from models.curvature import (
+from deepfake_stream.models.curvature import (
     FEATURE_SETS,
     FEATURE_VERSION,
     FEATURES,
@@ -36,9 +37,9 @@ from models.curvature import (
     N_TOKEN_STATS,
     text_features,
 )
-from models.dataset import Example
-from models.heads import LogisticHead, grouped_folds
-from models.training import TrainedModel
+from deepfake_stream.models.dataset import Example
+from deepfake_stream.models.heads import LogisticHead, grouped_folds
+from deepfake_stream.models.training import TrainedModel
 
 DEFAULTS: dict[str, Any] = {
     "max_chars": 4000,
@@ -61,8 +62,8 @@ class PerTokenCache:
     """Per-token statistics from the serving path (loaded on first miss), cached per text."""
 
     def __init__(self, options: dict[str, Any]) -> None:
-        from models.feature_cache import FeatureCache
-        from models.smollm import file_sha256, gguf_path
+        from deepfake_stream.models.feature_cache import FeatureCache
+        from deepfake_stream.models.smollm import file_sha256, gguf_path
 
         self.options = {**DEFAULTS, **options}
         key = {
@@ -79,7 +80,7 @@ class PerTokenCache:
         import torch
 
         if self._stats is None:
-            from models.curvature import load_statistics
+            from deepfake_stream.models.curvature import load_statistics
 
             self._stats, self.weights_sha256 = load_statistics(self.options)
         width = int(self.options["max_tokens"])
@@ -114,7 +115,7 @@ class PerTokenCache:
     def digest(self) -> str:
         """The int8 weights digest (loads SmolLM2 when every feature came from the cache)."""
         if self.weights_sha256 is None:
-            from models.curvature import load_statistics
+            from deepfake_stream.models.curvature import load_statistics
 
             self._stats, self.weights_sha256 = load_statistics(self.options)
         return self.weights_sha256
@@ -235,7 +236,7 @@ def cached_scorer(
 def sample_sets(paths: dict[str, Path], seed: int = 8) -> dict[str, list[Example]]:
     """Each set in a seeded order of its groups; the corpus (80% AI) keeps per topic its
     human texts and as many AI texts, so the fit is not dominated by one label."""
-    from models.dataset import load_labelled
+    from deepfake_stream.models.dataset import load_labelled
 
     rng = random.Random(seed)
     out: dict[str, list[Example]] = {}
@@ -292,7 +293,7 @@ def study(
     feature_set: str = "all",
 ) -> dict[str, Any]:
     """Zero-shot statistics per set and domain, then the two cross-set directions."""
-    from models.operating_points import choose_threshold
+    from deepfake_stream.models.operating_points import choose_threshold
 
     report: dict[str, Any] = {"zero_shot": {}, "cross_set": {}}
     # Sign: a higher curvature and a lower ratio mean "more predictable than expected" = AI.
@@ -322,7 +323,7 @@ def study(
         head = LogisticHead.fit(x, y, features=FEATURE_SETS[feature_set], c=c)
         # The threshold of the balanced point from the fitting side's out-of-fold human
         # scores (as probabilities, like the served score).
-        from models.heads import sigmoid
+        from deepfake_stream.models.heads import sigmoid
 
         threshold = choose_threshold(sigmoid(oof)[y == 0], target_fpr)
         scores = head.predict_proba(select(feats[held], feature_set))
@@ -340,7 +341,8 @@ def study(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m models.curvature_train", description=__doc__.split("\n\n")[2]
+        prog="python -m deepfake_stream.models.curvature_train",
+        description=__doc__.split("\n\n")[2],
     )
     parser.add_argument("--corpus", type=Path, required=True)
     parser.add_argument(
@@ -389,10 +391,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         window=args.window,
         feature_set=args.feature_set,
         n={n: len(ex) for n, ex in sets.items()},
-        command=" ".join(["python -m models.curvature_train", *(argv or sys.argv[1:])]),
+        command=" ".join(
+            ["python -m deepfake_stream.models.curvature_train", *(argv or sys.argv[1:])]
+        ),
     )
     if args.write:
-        from models.artifacts import save_artifact
+        from deepfake_stream.models.artifacts import save_artifact
 
         ex = [e for n in sets for e in sets[n]]
         x = select(np.vstack([feats[n] for n in sets]), args.feature_set)

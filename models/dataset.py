@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deepfake_stream.errors import DetectError
+from deepfake_stream.core.errors import DetectError
 
 DEFAULT_SEED = 20261122
 """The seed of every published number: change it and the held-out split changes."""

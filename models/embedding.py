@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from deepfake_stream.errors import ModelError, ModelUnavailable
-from models.base import DetectorSpec, Score
-from models.heads import LogisticHead, load_head
+from deepfake_stream.core.errors import ModelError, ModelUnavailable
+from deepfake_stream.models.base import DetectorSpec, Score
+from deepfake_stream.models.heads import LogisticHead, load_head
 
 HEAD_FILE = "head.json"
 

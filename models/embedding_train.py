@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from models.dataset import Example
-from models.embedding import HEAD_FILE, MiniLMFeatures, layer_features
-from models.heads import LogisticHead, select_head
-from models.training import TrainedModel
+from deepfake_stream.models.dataset import Example
+from deepfake_stream.models.embedding import HEAD_FILE, MiniLMFeatures, layer_features
+from deepfake_stream.models.heads import LogisticHead, select_head
+from deepfake_stream.models.training import TrainedModel
 
 DEFAULTS: dict[str, Any] = {
     "max_chars": 4000,
@@ -31,9 +31,9 @@ TRUNCATION = ("max_chars", "max_tokens")
 
 class CachedPooling:
     def __init__(self, options: dict[str, Any]) -> None:
-        from models.embedding import minilm_path
-        from models.feature_cache import FeatureCache
-        from models.smollm import file_sha256
+        from deepfake_stream.models.embedding import minilm_path
+        from deepfake_stream.models.feature_cache import FeatureCache
+        from deepfake_stream.models.smollm import file_sha256
 
         self.options = {**DEFAULTS, **options}
         weights = file_sha256(minilm_path() / "model.safetensors")[:16]
@@ -44,7 +44,7 @@ class CachedPooling:
 
     def _extract(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         if self._model is None:
-            from models.smollm import configure_threads
+            from deepfake_stream.models.smollm import configure_threads
 
             configure_threads(self.options["device"], self.options.get("num_threads"))
             self._model = MiniLMFeatures.from_options(self.options["device"], self.options)

@@ -1,9 +1,11 @@
 """Stacking: tiny-tfidf, small-perplexity and medium-embedding combined by learned weights.
 
 The members are ordinary registered models, resolved by the registry that holds the ensemble
-(:attr:`models.base.DetectorSpec.members`) and built with
-:func:`models.kinds.build_detector`. A logistic regression on their logits (fitted on
-out-of-fold predictions of the train split, see :mod:`models.ensemble_train`) combines
+(:attr:`deepfake_stream.models.base.DetectorSpec.members`) and built with
+:func:`deepfake_stream.models.kinds.build_detector`. A logistic regression on their logits (fitted
+on
+out-of-fold predictions of the train split, see :mod:`deepfake_stream.models.ensemble_train`)
+combines
 them. The manifest records the member versions it was fitted against; a member retrained
 since then still loads, with a warning, because its weights may now be stale.
 """
@@ -16,10 +18,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from deepfake_stream.errors import ConfigError, ModelError, ModelUnavailable
-from models.base import Detector, DetectorSpec, Score
-from models.heads import LogisticHead
-from models.shared import SHARED
+from deepfake_stream.core.errors import ConfigError, ModelError, ModelUnavailable
+from deepfake_stream.models.base import Detector, DetectorSpec, Score
+from deepfake_stream.models.heads import LogisticHead
+from deepfake_stream.models.shared import SHARED
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ class EnsembleDetector:
         return self._version
 
     async def load(self) -> None:
-        from models.artifacts import load_verified
+        from deepfake_stream.models.artifacts import load_verified
 
         if not self.spec.artifact:
             raise ModelUnavailable(f"{self.spec.model_id}: no artifact configured")

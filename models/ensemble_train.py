@@ -1,6 +1,7 @@
 """Training for kind ``ensemble``: stacking on out-of-fold member predictions.
 
-Each member is re-trained K times through its own trainer (:data:`models.training.TRAINERS`)
+Each member is re-trained K times through its own trainer
+(:data:`deepfake_stream.models.training.TRAINERS`)
 on K-1 topic-grouped folds of the train split and scores the fold it did not see; a
 logistic regression on those out-of-fold logits learns the weights. Members keep the
 hyper-parameters their committed artifacts chose (C, layers), so the K re-fits skip their
@@ -16,11 +17,11 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from models.dataset import Example
-from models.ensemble import DEFAULT_MEMBERS, HEAD_FILE, logit
-from models.heads import LogisticHead, grouped_folds, select_head, training_subset
-from models.metrics import auroc
-from models.training import TrainedModel, _trainer
+from deepfake_stream.models.dataset import Example
+from deepfake_stream.models.ensemble import DEFAULT_MEMBERS, HEAD_FILE, logit
+from deepfake_stream.models.heads import LogisticHead, grouped_folds, select_head, training_subset
+from deepfake_stream.models.metrics import auroc
+from deepfake_stream.models.training import TrainedModel, _trainer
 
 DEFAULTS: dict[str, Any] = {
     "members": DEFAULT_MEMBERS,
@@ -62,14 +63,14 @@ def _member_limit(config: Any, opts: dict[str, Any]) -> int | None:
 def _artifact_scorer(config: Any, manifest: Any) -> Callable[[Sequence[str]], np.ndarray]:
     """Score with the committed member artifact; the heavy members read cached features."""
     if config.kind == "perplexity":
-        from models.perplexity_train import cached_scorer
+        from deepfake_stream.models.perplexity_train import cached_scorer
 
         return cached_scorer(manifest.read_json("head.json"), dict(config.options))
     if config.kind == "embedding":
-        from models.embedding_train import cached_scorer as embedding_scorer
+        from deepfake_stream.models.embedding_train import cached_scorer as embedding_scorer
 
         return embedding_scorer(manifest.read_json("head.json"), dict(config.options))
-    from models.kinds import build_detector
+    from deepfake_stream.models.kinds import build_detector
 
     detector = build_detector(config.spec("cpu"))
     asyncio.run(detector.load())
@@ -86,7 +87,7 @@ def train(
 ) -> TrainedModel:
     """``registry``: where the members are resolved (the one the ensemble came from; without
     it, the shipped registry)."""
-    from models.artifacts import artifact_dir, load_verified
+    from deepfake_stream.models.artifacts import artifact_dir, load_verified
 
     opts = {**DEFAULTS, **options}
     everything = list(examples)
@@ -97,7 +98,7 @@ def train(
     examples = training_subset(everything, opts["max_train_texts"], seed)
     rows = {id(e): i for i, e in enumerate(examples)}
     if registry is None:
-        from routing.registry import load_registry
+        from deepfake_stream.models.registry import load_registry
 
         registry = load_registry()
     configs = [registry.resolve(m) for m in opts["members"]]

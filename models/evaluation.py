@@ -8,15 +8,15 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from models.dataset import DEFAULT_SEED, Example, load_labelled, select
-from models.kinds import build_detector
-from models.metrics import binary_metrics
-from models.operating_points import resolve_operating_point
-from models.training import score_texts
+from deepfake_stream.models.dataset import DEFAULT_SEED, Example, load_labelled, select
+from deepfake_stream.models.kinds import build_detector
+from deepfake_stream.models.metrics import binary_metrics
+from deepfake_stream.models.operating_points import resolve_operating_point
+from deepfake_stream.models.training import score_texts
 
 if TYPE_CHECKING:
-    from models.base import Detector
-    from routing.registry import ModelConfig, Registry
+    from deepfake_stream.models.base import Detector
+    from deepfake_stream.models.registry import ModelConfig, Registry
 
 Split = Literal["all", "test", "train"]
 

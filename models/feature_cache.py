@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from models.smollm import cache_root
+from deepfake_stream.models.smollm import cache_root
 
 Extractor = Callable[[Sequence[str]], dict[str, np.ndarray]]
 """texts → named arrays with one row per text."""

@@ -151,9 +151,9 @@ class LoadedHead:
 def load_head(spec: Any, head_file: str = "head.json") -> LoadedHead:
     """Verify the artifact (sha256 manifest), read its JSON head, merge options and set the
     torch thread count: the shared first half of every head-based detector's ``load``."""
-    from deepfake_stream.errors import ModelUnavailable
-    from models.artifacts import load_verified
-    from models.smollm import configure_threads
+    from deepfake_stream.core.errors import ModelUnavailable
+    from deepfake_stream.models.artifacts import load_verified
+    from deepfake_stream.models.smollm import configure_threads
 
     if not spec.artifact:
         raise ModelUnavailable(f"{spec.model_id}: no artifact configured")

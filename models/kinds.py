@@ -9,15 +9,15 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from deepfake_stream.errors import ConfigError
-from models.base import Detector, DetectorSpec
+from deepfake_stream.core.errors import ConfigError
+from deepfake_stream.models.base import Detector, DetectorSpec
 
 _KINDS: dict[str, str | Callable[[DetectorSpec], Detector]] = {
-    "tfidf": "models.tfidf:TfidfDetector",
-    "perplexity": "models.perplexity:PerplexityDetector",
-    "embedding": "models.embedding:EmbeddingDetector",
-    "ensemble": "models.ensemble:EnsembleDetector",
-    "curvature": "models.curvature:CurvatureDetector",
+    "tfidf": "deepfake_stream.models.tfidf:TfidfDetector",
+    "perplexity": "deepfake_stream.models.perplexity:PerplexityDetector",
+    "embedding": "deepfake_stream.models.embedding:EmbeddingDetector",
+    "ensemble": "deepfake_stream.models.ensemble:EnsembleDetector",
+    "curvature": "deepfake_stream.models.curvature:CurvatureDetector",
 }
 
 

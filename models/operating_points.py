@@ -3,7 +3,7 @@
 An operating point is a named threshold chosen at a target false positive rate on human texts
 the model was not fitted on (``deepfake-stream calibrate``); confidence bands are score
 regions whose measured precision is stored next to them. Both live in the registry
-(routing/models.yaml). :func:`decide` is what every verdict builder (worker, replay, shim)
+(models/registry.yaml). :func:`decide` is what every verdict builder (worker, replay, shim)
 calls; :func:`choose_threshold` and :func:`fit_bands` are what ``calibrate`` measures with.
 """
 
@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from deepfake_stream.errors import InvalidInput
+from deepfake_stream.core.errors import InvalidInput
 
 Confidence = Literal["high", "medium", "low"]
 
@@ -70,7 +70,8 @@ class ConfidenceBands(BaseModel):
 
 
 class ModelSpec(Protocol):
-    """What :func:`decide` needs of a registry entry (routing.registry.ModelConfig)."""
+    """What :func:`decide` needs of a registry entry
+    (deepfake_stream.models.registry.ModelConfig)."""
 
     model_id: str
     threshold: float

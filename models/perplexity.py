@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from deepfake_stream.errors import ModelError, ModelUnavailable
-from models.base import DetectorSpec, Score
-from models.heads import LogisticHead, load_head
+from deepfake_stream.core.errors import ModelError, ModelUnavailable
+from deepfake_stream.models.base import DetectorSpec, Score
+from deepfake_stream.models.heads import LogisticHead, load_head
 
 FEATURES = [
     "mean_log_likelihood",
@@ -200,7 +200,7 @@ class PerplexityDetector:
         await asyncio.to_thread(self._load)
 
     def _load(self) -> None:
-        from models.smollm import load_smollm
+        from deepfake_stream.models.smollm import load_smollm
 
         loaded = load_head(self.spec, HEAD_FILE)
         lm = load_smollm(self.spec.device, cache_dir=loaded.options.get("cache_dir"))

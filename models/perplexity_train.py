@@ -1,7 +1,7 @@
 """Training for kind ``perplexity``: SmolLM2 statistics on the train split, then a logistic
 head whose regularisation is chosen by topic-grouped cross-validation.
 
-Features are cached (:mod:`models.feature_cache`) keyed by the GGUF digest and the
+Features are cached (:mod:`deepfake_stream.models.feature_cache`) keyed by the GGUF digest and the
 truncation limits, so re-training, stacking and the held-out scoring reuse them.
 """
 
@@ -12,10 +12,16 @@ from typing import Any
 
 import numpy as np
 
-from models.dataset import Example
-from models.heads import LogisticHead, select_head, training_subset
-from models.perplexity import FEATURES, HEAD_FILE, HIDDEN_NAMES, LMStatistics, head_inputs
-from models.training import TrainedModel
+from deepfake_stream.models.dataset import Example
+from deepfake_stream.models.heads import LogisticHead, select_head, training_subset
+from deepfake_stream.models.perplexity import (
+    FEATURES,
+    HEAD_FILE,
+    HIDDEN_NAMES,
+    LMStatistics,
+    head_inputs,
+)
+from deepfake_stream.models.training import TrainedModel
 
 DEFAULTS: dict[str, Any] = {
     "max_chars": 4000,
@@ -37,8 +43,8 @@ class CachedStatistics:
     """SmolLM2 loaded on first use; features served from the training cache when present."""
 
     def __init__(self, options: dict[str, Any]) -> None:
-        from models.feature_cache import FeatureCache
-        from models.smollm import file_sha256, gguf_path
+        from deepfake_stream.models.feature_cache import FeatureCache
+        from deepfake_stream.models.smollm import file_sha256, gguf_path
 
         self.options = {**DEFAULTS, **options}
         key = {"kind": "perplexity", "gguf": file_sha256(gguf_path())[:16], "features": 2}
@@ -48,7 +54,7 @@ class CachedStatistics:
 
     def _extract(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         if self._stats is None:
-            from models.smollm import configure_threads, load_smollm
+            from deepfake_stream.models.smollm import configure_threads, load_smollm
 
             device = self.options["device"]
             configure_threads(device, self.options.get("num_threads"))

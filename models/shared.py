@@ -12,7 +12,7 @@ import asyncio
 import json
 from dataclasses import dataclass, field
 
-from models.base import Detector, DetectorSpec
+from deepfake_stream.models.base import Detector, DetectorSpec
 
 
 def _key(spec: DetectorSpec) -> str:
@@ -40,7 +40,7 @@ class SharedDetectors:
 
     async def acquire(self, spec: DetectorSpec) -> Detector:
         """The loaded detector for ``spec``: built and loaded by the first caller only."""
-        from models.kinds import build_detector
+        from deepfake_stream.models.kinds import build_detector
 
         key = _key(spec)
         entry = self._entries.get(key)

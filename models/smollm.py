@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deepfake_stream.errors import ModelUnavailable
+from deepfake_stream.core.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 
-from deepfake_stream.errors import ArtifactIntegrityError, ModelUnavailable
-from models.artifacts import Manifest, artifact_dir, load_verified
-from models.base import DetectorSpec, Score
-from models.tfidf_fast import BlockScorer, batches, scorer_for
+from deepfake_stream.core.errors import ArtifactIntegrityError, ModelUnavailable
+from deepfake_stream.models.artifacts import Manifest, artifact_dir, load_verified
+from deepfake_stream.models.base import DetectorSpec, Score
+from deepfake_stream.models.tfidf_fast import BlockScorer, batches, scorer_for
 
 FORMAT = "deepfake-stream/tfidf@1"
 MODEL_FILE = "model.json"
@@ -126,7 +126,8 @@ class _Block:
 class TfidfModel:
     """The exported model: pure numpy scoring of ``model.json``'s payload.
 
-    Blocks are scored a micro-batch at a time by :mod:`models.tfidf_fast` (about ten times
+    Blocks are scored a micro-batch at a time by :mod:`deepfake_stream.models.tfidf_fast` (about
+    ten times
     faster); a block it cannot reproduce exactly (``char_wb`` with ``lo > 3``) falls back to
     :meth:`_Block.decision`, text by text.
     """
@@ -172,7 +173,8 @@ class TfidfModel:
 
 
 class TfidfDetector:
-    """The :class:`~models.base.Detector` for kind ``tfidf`` (CPU only, no torch)."""
+    """The :class:`~deepfake_stream.models.base.Detector` for kind ``tfidf`` (CPU only, no
+    torch)."""
 
     def __init__(self, spec: DetectorSpec) -> None:
         self.spec = spec

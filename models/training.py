@@ -1,8 +1,10 @@
 """Train a registered model from labelled JSONL and write its safe artifact.
 
 Training dispatches on the model's ``kind`` through :data:`TRAINERS` (kind → trainer, lazily
-imported like :mod:`models.kinds`); a new trainable detector registers its trainer there.
-Every trainer sees only the train side of :func:`models.dataset.split`; the held-out side
+imported like :mod:`deepfake_stream.models.kinds`); a new trainable detector registers its trainer
+there.
+Every trainer sees only the train side of :func:`deepfake_stream.models.dataset.split`; the
+held-out side
 is scored here, by the exported model, and its metrics go into the manifest.
 """
 
@@ -20,13 +22,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from tqdm.auto import tqdm
 
-from deepfake_stream.errors import ConfigError
-from models.artifacts import artifact_dir, save_artifact
-from models.dataset import DEFAULT_SEED, Example, load_labelled, split
-from models.metrics import binary_metrics
+from deepfake_stream.core.errors import ConfigError
+from deepfake_stream.models.artifacts import artifact_dir, save_artifact
+from deepfake_stream.models.dataset import DEFAULT_SEED, Example, load_labelled, split
+from deepfake_stream.models.metrics import binary_metrics
 
 if TYPE_CHECKING:
-    from routing.registry import Registry
+    from deepfake_stream.models.registry import Registry
 
 TEST_FRACTION = 0.2
 
@@ -53,11 +55,11 @@ class Trainer(Protocol):
 
 
 TRAINERS: dict[str, str | Trainer] = {
-    "tfidf": "models.tfidf_train:train",
-    "perplexity": "models.perplexity_train:train",
-    "embedding": "models.embedding_train:train",
-    "ensemble": "models.ensemble_train:train",
-    "curvature": "models.curvature_train:train",
+    "tfidf": "deepfake_stream.models.tfidf_train:train",
+    "perplexity": "deepfake_stream.models.perplexity_train:train",
+    "embedding": "deepfake_stream.models.embedding_train:train",
+    "ensemble": "deepfake_stream.models.ensemble_train:train",
+    "curvature": "deepfake_stream.models.curvature_train:train",
 }
 
 

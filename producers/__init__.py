@@ -1,5 +1,5 @@
 """How items enter: the integrators' client and the JSONL file producer."""
 
-from producers.client import DetectProducer
+from deepfake_stream.producers.client import DetectProducer
 
 __all__ = ["DetectProducer"]

@@ -1,7 +1,7 @@
 """A small client for upstream integrators: publish items to ``detect.in``.
 
     import asyncio
-    from producers.client import DetectProducer
+    from deepfake_stream.producers.client import DetectProducer
 
     async def main():
         async with DetectProducer("127.0.0.1:9092") as producer:
@@ -22,11 +22,11 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from opentelemetry.trace import SpanKind
 
-from deepfake_stream.errors import InvalidInput
-from deepfake_stream.kafka import make_producer
-from deepfake_stream.settings import Settings, load_settings
-from deepfake_stream.tracing import carrier_of, start_hop_span, trace_headers
-from schemas import InputItem, parse_input
+from deepfake_stream.core.errors import InvalidInput
+from deepfake_stream.core.kafka import make_producer
+from deepfake_stream.core.settings import Settings, load_settings
+from deepfake_stream.core.tracing import carrier_of, start_hop_span, trace_headers
+from deepfake_stream.schemas import InputItem, parse_input
 
 
 class DetectProducer:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from deepfake_stream.errors import InvalidInput
-from deepfake_stream.settings import Settings
-from producers.client import DetectProducer
+from deepfake_stream.core.errors import InvalidInput
+from deepfake_stream.core.settings import Settings
+from deepfake_stream.producers.client import DetectProducer
 
 log = logging.getLogger(__name__)
 

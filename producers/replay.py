@@ -35,23 +35,30 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from tqdm import tqdm
 
-from consumers.dead_letters import dead_letter
-from consumers.scoring import prepare_all, score_prepared, verdict_for
-from consumers.stage import Outgoing
-from deepfake_stream.errors import ConfigError, InvalidInput, UnknownModel
-from deepfake_stream.kafka import make_producer, wait_for_broker
-from deepfake_stream.redis_store import DedupKey, RedisStore
-from deepfake_stream.settings import Settings
-from deepfake_stream.topics import ensure_topics, load_topic_definitions
-from deepfake_stream.tracing import CORRELATION_HEADER, trace_from_headers, trace_headers
-from models.base import Detector
-from models.kinds import build_detector
-from models.operating_points import resolve_operating_point
-from producers.scan import Scan, Selection
-from routing.decide import choose_model
-from routing.liveness import now_ms
-from routing.registry import Registry
-from schemas import InputItem, Revision, RoutedItem, RoutingEnvelope, Verdict, parse_input
+from deepfake_stream.consumers.redis_store import DedupKey, RedisStore
+from deepfake_stream.consumers.scoring import prepare_all, score_prepared, verdict_for
+from deepfake_stream.core.errors import ConfigError, InvalidInput, UnknownModel
+from deepfake_stream.core.kafka import make_producer, wait_for_broker
+from deepfake_stream.core.liveness import now_ms
+from deepfake_stream.core.settings import Settings
+from deepfake_stream.core.stage import Outgoing
+from deepfake_stream.core.topics import ensure_topics, load_topic_definitions
+from deepfake_stream.core.tracing import CORRELATION_HEADER, trace_from_headers, trace_headers
+from deepfake_stream.models.base import Detector
+from deepfake_stream.models.kinds import build_detector
+from deepfake_stream.models.operating_points import resolve_operating_point
+from deepfake_stream.models.registry import Registry
+from deepfake_stream.producers.scan import Scan, Selection
+from deepfake_stream.routing.decide import choose_model
+from deepfake_stream.schemas import (
+    InputItem,
+    Revision,
+    RoutedItem,
+    RoutingEnvelope,
+    Verdict,
+    parse_input,
+)
+from deepfake_stream.schemas.dead_letters import dead_letter
 
 log = logging.getLogger(__name__)
 REPLAY_HEADER = ("deepfake.replay", b"true")
@@ -440,7 +447,7 @@ async def replay(
     detectors: dict[str, Detector] | None = None,
 ) -> ReplaySummary:
     """Run one replay to its end (or ``count``/``timeout``) and return its summary."""
-    from deepfake_stream.services import registry_for
+    from deepfake_stream.models.registry import registry_for
 
     await wait_for_broker(settings)
     definitions = load_topic_definitions(topics=settings.topics)

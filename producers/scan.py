@@ -20,10 +20,10 @@ from pathlib import Path
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from consumers.reader import topic_partitions
-from deepfake_stream.errors import DetectError
-from deepfake_stream.kafka import make_consumer
-from deepfake_stream.settings import Settings
+from deepfake_stream.core.errors import DetectError
+from deepfake_stream.core.kafka import make_consumer
+from deepfake_stream.core.reader import topic_partitions
+from deepfake_stream.core.settings import Settings
 
 
 @dataclass(kw_only=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from deepfake_stream.models.registry import ModelConfig, Registry
+from deepfake_stream.schemas.items import BackendName
 from deepfake_stream.text import detect_language, normalise
-from routing.registry import ModelConfig, Registry
-from schemas.items import BackendName
 
 
 @dataclass(frozen=True)

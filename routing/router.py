@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from consumers.dead_letters import dead_letter
-from consumers.stage import BatchResult, Outgoing
-from deepfake_stream.errors import InvalidInput, UnknownModel
-from deepfake_stream.settings import Settings
-from deepfake_stream.tracing import (
+from deepfake_stream.core.errors import InvalidInput, UnknownModel
+from deepfake_stream.core.liveness import LivenessView, now_ms
+from deepfake_stream.core.settings import Settings
+from deepfake_stream.core.stage import BatchResult, Outgoing
+from deepfake_stream.core.tracing import (
     carrier_of,
     fail_span,
     headers_carrier,
@@ -33,11 +33,11 @@ from deepfake_stream.tracing import (
     trace_headers,
     with_trace,
 )
-from models.operating_points import resolve_operating_point
-from routing.decide import candidates, choose_model, choose_route
-from routing.liveness import LivenessView, now_ms
-from routing.registry import ModelConfig, Registry
-from schemas import InputItem, RoutedItem, parse_input
+from deepfake_stream.models.operating_points import resolve_operating_point
+from deepfake_stream.models.registry import ModelConfig, Registry
+from deepfake_stream.routing.decide import candidates, choose_model, choose_route
+from deepfake_stream.schemas import InputItem, RoutedItem, parse_input
+from deepfake_stream.schemas.dead_letters import dead_letter
 
 log = logging.getLogger(__name__)
 

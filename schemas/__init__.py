@@ -1,9 +1,14 @@
 """Every message on every topic, as pydantic models (the edges of the system)."""
 
-from schemas.dead_letter import DLQ_REASONS, DeadLetter, DlqReason, DlqStage, parse_headers
-from schemas.items import BackendName, InputItem, RoutedItem, RoutingEnvelope
-from schemas.validate import parse_input
-from schemas.verdict import Revision, Span, Verdict, utc_now_iso
+from deepfake_stream.schemas.dead_letter import (
+    DLQ_REASONS,
+    DeadLetter,
+    DlqReason,
+    DlqStage,
+)
+from deepfake_stream.schemas.items import BackendName, InputItem, RoutedItem, RoutingEnvelope
+from deepfake_stream.schemas.validate import parse_input
+from deepfake_stream.schemas.verdict import Revision, Span, Verdict, utc_now_iso
 
 __all__ = [
     "DLQ_REASONS",
@@ -17,7 +22,6 @@ __all__ = [
     "RoutingEnvelope",
     "Span",
     "Verdict",
-    "parse_headers",
     "parse_input",
     "utc_now_iso",
 ]

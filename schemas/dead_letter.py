@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from schemas.verdict import utc_now_iso
+from deepfake_stream.core.headers import encode_headers
+from deepfake_stream.schemas.verdict import utc_now_iso
 
 DlqReason = Literal[
     "invalid_json",
@@ -47,9 +48,4 @@ class DeadLetter:
             "dlq.attempts": str(self.attempts),
             "dlq.failed_at": utc_now_iso(),
         }
-        return [(k, v.encode()) for k, v in pairs.items()]
-
-
-def parse_headers(headers: list[tuple[str, bytes]] | tuple) -> dict[str, str]:
-    """Kafka headers as a str dict (last value wins), undecodable bytes replaced."""
-    return {k: (v or b"").decode("utf-8", "replace") for k, v in headers}
+        return encode_headers(pairs)

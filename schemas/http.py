@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.items import BackendName
-from schemas.verdict import Verdict
+from deepfake_stream.schemas.items import BackendName
+from deepfake_stream.schemas.verdict import Verdict
 
 
 class DetectRequest(BaseModel):

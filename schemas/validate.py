@@ -19,8 +19,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from deepfake_stream.errors import InvalidInput
-from schemas.items import InputItem
+from deepfake_stream.core.errors import InvalidInput
+from deepfake_stream.schemas.items import InputItem
 
 DEFAULT_MAX_JSON_DEPTH = 32
 """Default of ``MAX_JSON_DEPTH``: containers nested below the message's own object. pydantic-core

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.items import BackendName
+from deepfake_stream.schemas.items import BackendName
 
 Label = Literal["ai", "human"]
 Confidence = Literal["high", "medium", "low"]

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from deepfake_stream.core.settings import Settings, all_fields, load_settings
 from deepfake_stream.embedded_broker import EmbeddedBroker, free_port
-from deepfake_stream.settings import Settings, all_fields, load_settings
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
-from deepfake_stream.errors import DetectError
-from models.base import Detector, Score
+from deepfake_stream.core.errors import DetectError
+from deepfake_stream.models.base import Detector, Score
 
 VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.\-]*\+sha256:[0-9a-f]{12}$")
 

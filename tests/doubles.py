@@ -7,9 +7,9 @@ import hashlib
 import time
 from collections.abc import Sequence
 
-from deepfake_stream.errors import ModelError
-from models.base import DetectorSpec, Score
-from models.kinds import register_kind
+from deepfake_stream.core.errors import ModelError
+from deepfake_stream.models.base import DetectorSpec, Score
+from deepfake_stream.models.kinds import register_kind
 
 
 class EchoDetector:

@@ -14,10 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from models.base import Detector
-from models.kinds import build_detector
-from models.tfidf import FORMAT, TOKENIZER, TfidfModel, char_wb_ngrams, prepare, word_ngrams
-from routing.registry import load_registry
+from deepfake_stream.models.base import Detector
+from deepfake_stream.models.kinds import build_detector
+from deepfake_stream.models.registry import load_registry
+from deepfake_stream.models.tfidf import (
+    FORMAT,
+    TOKENIZER,
+    TfidfModel,
+    char_wb_ngrams,
+    prepare,
+    word_ngrams,
+)
 from tests.detector_contract import ODD_TEXTS, TEXTS
 
 SCORER_JS = Path(__file__).parents[1] / "deepfake_stream" / "shim" / "static" / "tfidf-scorer.js"

@@ -9,7 +9,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from deepfake_stream.telemetry import add_span_processor
+from deepfake_stream.core.telemetry import add_span_processor
 
 _EXPORTER: InMemorySpanExporter | None = None
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from aiokafka.structs import ConsumerRecord
 
-from deepfake_stream.settings import Settings, load_settings
+from deepfake_stream.core.settings import Settings, load_settings
 
 PG_SERVER = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 

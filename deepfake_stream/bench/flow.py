@@ -20,8 +20,8 @@ from typing import Any
 from aiokafka import TopicPartition
 from tqdm import tqdm
 
-from deepfake_stream.kafka import make_consumer, make_producer
-from deepfake_stream.settings import Settings
+from deepfake_stream.core.kafka import make_consumer, make_producer
+from deepfake_stream.core.settings import Settings
 
 PERCENTILES = (50, 95, 99)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from deepfake_stream.bench.flow import _assign_end, percentile
 from deepfake_stream.bench.procs import Children
-from deepfake_stream.settings import Settings
+from deepfake_stream.core.settings import Settings
 
 TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 TEXT = (
@@ -97,8 +97,8 @@ async def run_idle(
     settings: Settings, *, seconds: float = 30.0, singles: int = 6, quiet_s: float = 2.5
 ) -> IdleBench:
     from deepfake_stream.bench.pipeline import wait_live
+    from deepfake_stream.core.kafka import make_consumer, make_producer
     from deepfake_stream.embedded_broker import free_port
-    from deepfake_stream.kafka import make_consumer, make_producer
     from deepfake_stream.supervisor import console_command
 
     port = free_port()

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deepfake_stream.bench.flow import percentile
-from deepfake_stream.settings import Settings
-from models.base import Detector
-from models.kinds import build_detector
-from routing.registry import ModelConfig, Registry
+from deepfake_stream.core.settings import Settings
+from deepfake_stream.models.base import Detector
+from deepfake_stream.models.kinds import build_detector
+from deepfake_stream.models.registry import ModelConfig, Registry
 
 SWEEP = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -133,7 +133,7 @@ async def run_model(
     budget_s: float = 4.0,
     max_texts: int = 5_000,
 ) -> ModelBench:
-    from deepfake_stream.services import resolve_device
+    from deepfake_stream.consumers.service import resolve_device
 
     config = registry.resolve(model_id)
     bench = ModelBench(model_id=model_id, configured_batch=configured_batch(settings, config))

@@ -24,8 +24,8 @@ from typing import Any
 from deepfake_stream.bench.flow import FlowRun, drive
 from deepfake_stream.bench.procs import Children, python_module, settings_env
 from deepfake_stream.bench.relay import ensure_bench_topics
-from deepfake_stream.kafka import wait_for_broker
-from deepfake_stream.settings import Settings, load_settings
+from deepfake_stream.core.kafka import wait_for_broker
+from deepfake_stream.core.settings import Settings, load_settings
 
 WARMUP = 200
 
@@ -37,9 +37,9 @@ async def serve_peer(
     from faststream import AckPolicy, FastStream
     from faststream.kafka import KafkaBroker
 
-    from deepfake_stream.services import registry_for
-    from models.kinds import build_detector
-    from schemas import Verdict, utc_now_iso
+    from deepfake_stream.models.kinds import build_detector
+    from deepfake_stream.models.registry import registry_for
+    from deepfake_stream.schemas import Verdict, utc_now_iso
 
     config = registry_for(settings).resolve(model_id)
     detector = build_detector(config.spec("cpu"))

@@ -27,10 +27,10 @@ from typing import Any
 from deepfake_stream.bench.flow import FlowRun, drive
 from deepfake_stream.bench.procs import Children, settings_env
 from deepfake_stream.bench.store import StoreFigure
-from deepfake_stream.kafka import wait_for_broker
-from deepfake_stream.settings import Settings, TopicSettings
-from deepfake_stream.topics import ensure_topics
-from routing.liveness import LivenessView
+from deepfake_stream.core.kafka import wait_for_broker
+from deepfake_stream.core.liveness import LivenessView
+from deepfake_stream.core.settings import Settings, TopicSettings
+from deepfake_stream.core.topics import ensure_topics
 
 
 @dataclass(kw_only=True)
@@ -121,7 +121,8 @@ async def run_pipeline(
             s = bench_store.store_settings(s, children.log_dir)
             await bench_store.prepare(s)
         if in_process:
-            from deepfake_stream.services import serve_router, serve_worker
+            from deepfake_stream.consumers.service import serve_worker
+            from deepfake_stream.routing.service import serve_router
 
             tasks.append(asyncio.create_task(serve_router(s, stop=stop)))
             tasks += [

@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from deepfake_stream.settings import Settings, all_fields, env_name
+from deepfake_stream.core.settings import Settings, all_fields, env_name
 
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 Topic A → parse the JSON, re-serialise it, publish to B with ``acks="all"``, commit after the
 acknowledgements → the same again from B to C. It does what the pipeline does to every item
-minus the work: same client options (deepfake_stream.kafka), same micro-batch sizes (the
+minus the work: same client options (deepfake_stream.core.kafka), same micro-batch sizes (the
 first hop takes up to 4 x WORKER_MAX_BATCH_SIZE like the router, the second up to
 WORKER_MAX_BATCH_SIZE like a worker), same partition counts, same texts, same broker, and
 (by default) each hop in its own process, as `up` runs the router and the worker.
@@ -20,9 +20,9 @@ from collections.abc import Sequence
 
 from deepfake_stream.bench.flow import FlowRun, drive
 from deepfake_stream.bench.procs import Children, python_module, settings_env
-from deepfake_stream.kafka import make_consumer, make_producer, wait_for_broker
-from deepfake_stream.settings import Settings, load_settings
-from deepfake_stream.topics import TopicDefinition, ensure_topics
+from deepfake_stream.core.kafka import make_consumer, make_producer, wait_for_broker
+from deepfake_stream.core.settings import Settings, load_settings
+from deepfake_stream.core.topics import TopicDefinition, ensure_topics
 
 PARTITIONS = 12  # detect.in, detect.backend.cpu and detect.verdicts all have 12
 
@@ -127,7 +127,7 @@ def _items(texts: Sequence[str], n: int, prefix: str) -> list[tuple[str, bytes]]
 
 
 def _main(argv: list[str]) -> int:
-    from deepfake_stream.services import stop_on_signals
+    from deepfake_stream.core.service import stop_on_signals
 
     src, dst, group, cap = argv
 

@@ -21,9 +21,9 @@ from deepfake_stream.bench.peer import run_peer
 from deepfake_stream.bench.pipeline import PipelineBench, run_pipeline
 from deepfake_stream.bench.relay import run_relay
 from deepfake_stream.bench.texts import load_texts
-from deepfake_stream.broker_probe import BrokerUnavailable, Probe, probe
-from deepfake_stream.settings import Settings
-from routing.registry import load_registry
+from deepfake_stream.core.broker_probe import BrokerUnavailable, Probe, probe
+from deepfake_stream.core.settings import Settings
+from deepfake_stream.models.registry import load_registry
 
 log = logging.getLogger(__name__)
 DEFAULT_MODELS = ("tiny-tfidf", "medium-embedding")
@@ -83,7 +83,7 @@ class BenchResult:
 @contextlib.contextmanager
 def broker_for(settings: Settings, found: Probe) -> Iterator[Settings]:
     """The configured broker when it answers (``found``, the Kafka handshake of
-    deepfake_stream.broker_probe, as every broker command asks); an embedded one on a free
+    deepfake_stream.core.broker_probe, as every broker command asks); an embedded one on a free
     port when nothing listens there; when something that is not Kafka listens there, one line
     saying so (BrokerUnavailable: exit 2), never a benchmark against the wrong service."""
     if found.state == "kafka":

@@ -23,7 +23,7 @@ from typing import Any
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy import delete, func, select
 
-from deepfake_stream.settings import Settings
+from deepfake_stream.core.settings import Settings
 from deepfake_stream.store import db
 from deepfake_stream.store.schema import verdicts
 

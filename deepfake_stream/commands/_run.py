@@ -25,7 +25,7 @@ def add_bounded_run(parser: argparse.ArgumentParser) -> None:
 
 def run_until_signalled(serve: Callable[[asyncio.Event], Awaitable[object]]) -> int:
     """Run a service; SIGTERM or Ctrl-C drain the batch in flight, commit, and exit 0."""
-    from deepfake_stream.services import stop_on_signals
+    from deepfake_stream.core.service import stop_on_signals
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from deepfake_stream.settings import Settings
+from deepfake_stream.core.settings import Settings
 
 HELP = "write the AsyncAPI document of all topics and messages (YAML or JSON)"
 

@@ -28,7 +28,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from deepfake_stream.settings import Settings
+from deepfake_stream.core.settings import Settings
 
 HELP = "benchmarks: relay ceiling, offline model throughput, pipeline (tables, --json)"
 

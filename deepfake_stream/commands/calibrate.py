@@ -27,9 +27,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from consumers.scoring import document_scorer
-from deepfake_stream.settings import Settings
-from models.calibration import (
+from deepfake_stream.consumers.scoring import document_scorer
+from deepfake_stream.core.settings import Settings
+from deepfake_stream.models.calibration import (
     analyse,
     length_sample,
     length_study,
@@ -38,11 +38,11 @@ from models.calibration import (
     prefix,
     registry_fields,
 )
-from models.dataset import DEFAULT_SEED
-from models.evaluation import score_model
-from models.operating_points import TARGETS
-from routing.registry import DEFAULT_REGISTRY, load_registry
-from routing.registry_write import write_model
+from deepfake_stream.models.dataset import DEFAULT_SEED
+from deepfake_stream.models.evaluation import score_model
+from deepfake_stream.models.operating_points import TARGETS
+from deepfake_stream.models.registry import DEFAULT_REGISTRY, load_registry
+from deepfake_stream.models.registry_write import write_model
 
 HELP = "choose operating points at target FPRs on held-out human texts; write the registry"
 

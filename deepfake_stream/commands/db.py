@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 
-from deepfake_stream.settings import Settings
+from deepfake_stream.core.settings import Settings
 
 HELP = "verdict store database: upgrade (migrate), prune (retention), current (revision)"
 

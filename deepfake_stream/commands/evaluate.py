@@ -27,12 +27,12 @@ import json
 import sys
 from pathlib import Path
 
-from consumers.scoring import document_scorer
-from deepfake_stream.settings import Settings
-from models.dataset import DEFAULT_SEED
-from models.evaluation import evaluate
-from models.metrics import metrics_table
-from routing.registry import load_registry
+from deepfake_stream.consumers.scoring import document_scorer
+from deepfake_stream.core.settings import Settings
+from deepfake_stream.models.dataset import DEFAULT_SEED
+from deepfake_stream.models.evaluation import evaluate
+from deepfake_stream.models.metrics import metrics_table
+from deepfake_stream.models.registry import load_registry
 
 HELP = "score labelled JSONL: AUROC, accuracy, F1, TPR@1%FPR, FPR/TPR at threshold, texts/s"
 

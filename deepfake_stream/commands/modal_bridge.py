@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 
 from deepfake_stream.commands._run import add_bounded_run, run_until_signalled
-from deepfake_stream.settings import Settings
+from deepfake_stream.core.settings import Settings
 
 HELP = "score the Modal backend topic on the deployed Modal app"
 
@@ -26,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def modal_detectors(settings: Settings, registry=None):  # type: ignore[no-untyped-def]
     """One ModalDetector per registered model whose chain contains ``modal``."""
-    from consumers.modal_bridge import ModalDetector
-    from deepfake_stream.services import registry_for
+    from deepfake_stream.consumers.modal_bridge import ModalDetector
+    from deepfake_stream.models.registry import registry_for
 
     registry = registry or registry_for(settings)
     only = set(settings.models.only.split(",")) if settings.models.only else None
@@ -39,14 +39,15 @@ def modal_detectors(settings: Settings, registry=None):  # type: ignore[no-untyp
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from deepfake_stream.errors import ConfigError
-    from deepfake_stream.services import registry_for, serve_worker
+    from deepfake_stream.consumers.service import serve_worker
+    from deepfake_stream.core.errors import ConfigError
+    from deepfake_stream.models.registry import registry_for
 
     registry = registry_for(settings)
     detectors = modal_detectors(settings, registry)
     if not detectors:
         raise ConfigError(
-            "no registered model has `modal` in its backend chain (routing/models.yaml: size "
+            "no registered model has `modal` in its backend chain (models/registry.yaml: size "
             "large, or `backends: [modal, ...]`); the Modal bridge has nothing to serve"
         )
     return run_until_signalled(

@@ -15,11 +15,11 @@ import json
 import time
 from typing import Any
 
-from deepfake_stream.errors import ArtifactIntegrityError
-from deepfake_stream.settings import Settings
-from models.artifacts import artifact_dir, load_verified
-from models.kinds import build_detector
-from routing.registry import ModelConfig, load_registry
+from deepfake_stream.core.errors import ArtifactIntegrityError
+from deepfake_stream.core.settings import Settings
+from deepfake_stream.models.artifacts import artifact_dir, load_verified
+from deepfake_stream.models.kinds import build_detector
+from deepfake_stream.models.registry import ModelConfig, load_registry
 
 HELP = "list registered models: id, version, size, backends, status"
 
@@ -75,15 +75,15 @@ def _weights_bytes(config: ModelConfig) -> int:
     """Bytes of the pretrained weights a model reads from an installed package (SmolLM2's
     GGUF, MiniLM's safetensors), which its own artifact (a small head) does not count; an
     ensemble counts its members'. 0 when the package is missing (the status says so)."""
-    from deepfake_stream.errors import ModelUnavailable
+    from deepfake_stream.core.errors import ModelUnavailable
 
     try:
         if config.kind == "perplexity":
-            from models.smollm import gguf_path
+            from deepfake_stream.models.smollm import gguf_path
 
             return gguf_path().stat().st_size
         if config.kind == "embedding":
-            from models.embedding import minilm_path
+            from deepfake_stream.models.embedding import minilm_path
 
             return sum(f.stat().st_size for f in minilm_path().rglob("*") if f.is_file())
     except ModelUnavailable:

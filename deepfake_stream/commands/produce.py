@@ -10,7 +10,7 @@ import asyncio
 import logging
 from pathlib import Path
 
-from deepfake_stream.settings import Settings
+from deepfake_stream.core.settings import Settings
 
 HELP = "publish input items from a JSONL file (progress bar, --rate)"
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def check_arguments(args: argparse.Namespace) -> str | None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from producers.produce_file import produce_file
+    from deepfake_stream.producers.produce_file import produce_file
 
     if (problem := check_arguments(args)) is not None:
         log.error("%s", problem)

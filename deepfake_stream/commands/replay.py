@@ -31,8 +31,8 @@ import json
 import logging
 from pathlib import Path
 
-from deepfake_stream.settings import Settings
-from schemas import DLQ_REASONS
+from deepfake_stream.core.settings import Settings
+from deepfake_stream.schemas import DLQ_REASONS
 
 HELP = "re-score history (offsets, time range, ids) or replay the DLQ"
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def selection_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from producers.scan import Selection, parse_offsets, parse_time_ms, read_ids
+    from deepfake_stream.producers.scan import Selection, parse_offsets, parse_time_ms, read_ids
 
     offsets = parse_offsets(args.offsets) if args.offsets is not None else {}
     if args.partition is not None:
@@ -131,7 +131,7 @@ def check_arguments(args: argparse.Namespace) -> str | None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from producers.replay import ReplayOptions, replay
+    from deepfake_stream.producers.replay import ReplayOptions, replay
 
     problem = check_arguments(args)
     if problem is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from deepfake_stream.commands._run import add_bounded_run, run_until_signalled
-from deepfake_stream.settings import Settings
+from deepfake_stream.core.settings import Settings
 
 HELP = "run the routing consumer (detect.in -> detect.backend.*)"
 
@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from deepfake_stream.services import serve_router
+    from deepfake_stream.routing.service import serve_router
 
     return run_until_signalled(
         lambda stop: serve_router(settings, stop=stop, count=args.count, timeout=args.timeout)

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import signal
 
-from deepfake_stream.settings import Settings
+from deepfake_stream.core.settings import Settings
 
 HELP = "serve the HTTP shim (REST API over the detectors and the pipeline)"
 log = logging.getLogger("deepfake_stream.shim")
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         log_config=None,  # keep the project's logging setup
     )
     server = uvicorn.Server(config)
-    from deepfake_stream.telemetry import setup_telemetry
+    from deepfake_stream.core.telemetry import setup_telemetry
 
     setup_telemetry(settings, "shim")
 

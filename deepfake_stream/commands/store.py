@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from deepfake_stream.commands._run import add_bounded_run, run_until_signalled
-from deepfake_stream.settings import Settings
+from deepfake_stream.core.settings import Settings
 
 HELP = "write verdicts and dead letters to the verdict store (DATABASE_URL)"
 

@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 
-from deepfake_stream.settings import Settings
+from deepfake_stream.core.settings import Settings
 
 HELP = "print verdicts (or --dlq dead letters) as they arrive"
 log = logging.getLogger("deepfake_stream.tail")
@@ -57,7 +57,7 @@ def _line(arrival, dlq: bool, as_json: bool) -> str:  # type: ignore[no-untyped-
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.reader import read_topic
+    from deepfake_stream.core.reader import read_topic
 
     topic = settings.topics.dlq if args.dlq else settings.topics.verdicts
 

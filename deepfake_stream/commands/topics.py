@@ -15,8 +15,8 @@ from pathlib import Path
 
 from aiokafka.errors import KafkaError
 
-from deepfake_stream.settings import Settings
-from deepfake_stream.topics import (
+from deepfake_stream.core.settings import Settings
+from deepfake_stream.core.topics import (
     TopicDefinition,
     ensure_topics,
     fit_to_cluster,

@@ -19,11 +19,11 @@ import json
 import sys
 from pathlib import Path
 
-from deepfake_stream.settings import Settings
-from models.dataset import DEFAULT_SEED
-from models.metrics import metrics_table
-from models.training import train
-from routing.registry import load_registry
+from deepfake_stream.core.settings import Settings
+from deepfake_stream.models.dataset import DEFAULT_SEED
+from deepfake_stream.models.metrics import metrics_table
+from deepfake_stream.models.registry import load_registry
+from deepfake_stream.models.training import train
 
 HELP = "train a detector from labelled JSONL and write its safe artifact"
 

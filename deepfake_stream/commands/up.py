@@ -26,7 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
-from deepfake_stream.settings import Settings, env_name
+from deepfake_stream.core.settings import Settings, env_name
 
 HELP = "run the whole system on one machine (embedded broker if none answers)"
 DEMO_FILE = Path(__file__).resolve().parent.parent / "demo.jsonl"
@@ -92,7 +92,7 @@ def _children(settings: Settings):  # type: ignore[no-untyped-def]
     else:
         log.info("no CUDA device: the GPU worker is not started")
     if _command_module("modal-bridge") is not None:
-        from deepfake_stream.services import registry_for
+        from deepfake_stream.models.registry import registry_for
 
         if not registry_for(settings).for_backend("modal"):
             log.info("no registered model runs on Modal: the Modal bridge is not started")
@@ -126,10 +126,10 @@ def _assign_metrics_ports(children, settings: Settings) -> None:  # type: ignore
 
 
 async def _demo(settings: Settings, stop: threading.Event) -> None:
-    from consumers.reader import read_topic
-    from deepfake_stream.services import liveness_view
+    from deepfake_stream.core.reader import read_topic
+    from deepfake_stream.core.service import liveness_view
+    from deepfake_stream.producers.client import DetectProducer
     from deepfake_stream.supervisor import runnable_command
-    from producers.client import DetectProducer
 
     async with liveness_view(settings) as view:
         while not view.alive("cpu") and not stop.is_set():
@@ -178,11 +178,11 @@ async def _demo(settings: Settings, stop: threading.Event) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from deepfake_stream.broker_probe import probe_sync
+    from deepfake_stream.core.broker_probe import probe_sync
+    from deepfake_stream.core.kafka import first_bootstrap
+    from deepfake_stream.core.topics import ensure_topics
     from deepfake_stream.embedded_broker import EmbeddedBroker
-    from deepfake_stream.kafka import first_bootstrap
     from deepfake_stream.supervisor import Supervisor
-    from deepfake_stream.topics import ensure_topics
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

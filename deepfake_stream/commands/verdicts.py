@@ -11,7 +11,7 @@ import sys
 from datetime import datetime
 from typing import IO, Any
 
-from deepfake_stream.settings import Settings
+from deepfake_stream.core.settings import Settings
 
 HELP = "an item's verdict history (verdicts ID), or bulk export (verdicts export)"
 CSV_COLUMNS = [

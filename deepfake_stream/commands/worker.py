@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from deepfake_stream.commands._run import add_bounded_run, run_until_signalled
-from deepfake_stream.settings import Settings
+from deepfake_stream.core.settings import Settings
 
 HELP = "run a scoring worker (--backend cpu|gpu)"
 
@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from deepfake_stream.services import serve_worker
+    from deepfake_stream.consumers.service import serve_worker
 
     return run_until_signalled(
         lambda stop: serve_worker(

@@ -30,8 +30,27 @@ from fastapi.responses import JSONResponse, Response
 from opentelemetry.trace import SpanKind, Status, StatusCode, get_current_span
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from deepfake_stream.broker_probe import HINT, probe
-from deepfake_stream.settings import Settings
+from deepfake_stream.core.broker_probe import HINT, probe
+from deepfake_stream.core.liveness import LivenessView, now_ms
+from deepfake_stream.core.settings import Settings
+from deepfake_stream.core.tracing import (
+    carrier_of,
+    headers_carrier,
+    start_hop_span,
+    trace_from_headers,
+)
+from deepfake_stream.models.base import Detector
+from deepfake_stream.models.registry import Registry
+from deepfake_stream.schemas import Verdict
+from deepfake_stream.schemas.http import (
+    BatchRequest,
+    BatchResponse,
+    DetectRequest,
+    DetectResponse,
+    ErrorBody,
+    ModelInfo,
+    ModelList,
+)
 from deepfake_stream.shim import docs_pages, metrics
 from deepfake_stream.shim.audit import AuditMiddleware, note, text_digest
 from deepfake_stream.shim.auth import (
@@ -49,25 +68,6 @@ from deepfake_stream.shim.scoring import InProcessScorer, Plan
 from deepfake_stream.shim.sentences import sentence_spans
 from deepfake_stream.shim.via_stream import StreamLink
 from deepfake_stream.store.audit import AuditWriter
-from deepfake_stream.tracing import (
-    carrier_of,
-    headers_carrier,
-    start_hop_span,
-    trace_from_headers,
-)
-from models.base import Detector
-from routing.liveness import LivenessView, now_ms
-from routing.registry import Registry
-from schemas import Verdict
-from schemas.http import (
-    BatchRequest,
-    BatchResponse,
-    DetectRequest,
-    DetectResponse,
-    ErrorBody,
-    ModelInfo,
-    ModelList,
-)
 
 log = logging.getLogger("deepfake_stream.shim")
 Via = Literal["inprocess", "stream"]
@@ -164,7 +164,7 @@ def create_app(
     ``connect_store`` (default: as ``connect_kafka``) connects the verdict store and the
     audit log."""
     if registry is None:
-        from deepfake_stream.services import registry_for
+        from deepfake_stream.models.registry import registry_for
 
         registry = registry_for(settings)
     liveness = LivenessView(settings)

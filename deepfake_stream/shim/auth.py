@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader
 
-from deepfake_stream.settings import Settings
+from deepfake_stream.core.settings import Settings
 from deepfake_stream.shim.errors import ApiError
 
 API_KEY_HEADER = "X-API-Key"

@@ -8,7 +8,8 @@
      "size_bytes": 1402217, "model": {<the artifact's model.json>}}
 
 ``model`` holds the artifact's ``model.json`` byte for byte (tokenisation rules, vocabularies,
-idf, coefficients, intercept; see :mod:`models.tfidf`), always as the last member, and
+idf, coefficients, intercept; see :mod:`deepfake_stream.models.tfidf`), always as the last member,
+and
 ``sha256`` is the digest of exactly those bytes, the digest the artifact's manifest lists. So
 a client can check what it got, and ``version`` equals the ``model_version`` on the stream's
 verdicts. Responses carry an ``ETag`` (``If-None-Match`` answers 304) and are gzipped for
@@ -28,10 +29,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from deepfake_stream.errors import ArtifactIntegrityError, UnknownModel
+from deepfake_stream.core.errors import ArtifactIntegrityError, UnknownModel
+from deepfake_stream.models.artifacts import artifact_dir, load_verified
+from deepfake_stream.models.registry import ModelConfig, Registry
 from deepfake_stream.shim.errors import ApiError
-from models.artifacts import artifact_dir, load_verified
-from routing.registry import ModelConfig, Registry
 
 __all__ = ["PORTABLE_KINDS", "PortableModel", "export_portable", "public_router", "router"]
 
@@ -78,7 +79,7 @@ def export_portable(config: ModelConfig) -> PortableModel:
     """Build the download of ``config``'s model from its verified artifact.
 
     Raises :class:`LookupError` when the model's kind has no portable form, and
-    :class:`~deepfake_stream.errors.ArtifactIntegrityError` when the artifact is missing or
+    :class:`~deepfake_stream.core.errors.ArtifactIntegrityError` when the artifact is missing or
     does not match its manifest.
     """
     file = PORTABLE_KINDS.get(config.kind)
@@ -91,7 +92,7 @@ def export_portable(config: ModelConfig) -> PortableModel:
     raw = manifest.read_bytes(file)  # re-checked against the manifest's sha256
     model = json.loads(raw)
     if config.kind == "tfidf":
-        from models.tfidf import TfidfModel
+        from deepfake_stream.models.tfidf import TfidfModel
 
         TfidfModel(model)  # refuse to publish a model the reference scorer cannot read
     header: dict[str, Any] = {

@@ -15,9 +15,9 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
-from deepfake_stream.errors import InvalidInput
+from deepfake_stream.core.errors import InvalidInput
+from deepfake_stream.schemas.validate import load_json
 from deepfake_stream.shim.errors import ApiError
-from schemas.validate import load_json
 
 
 class CodecRoute(APIRoute):

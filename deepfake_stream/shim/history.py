@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from deepfake_stream.settings import Settings
+from deepfake_stream.core.settings import Settings
 from deepfake_stream.shim.audit import note
 from deepfake_stream.shim.auth import OPEN, Principal
 from deepfake_stream.shim.errors import ApiError

@@ -1,7 +1,7 @@
 """Prometheus metrics of the shim, and ``GET /metrics``.
 
 The shim's own series (``deepfake_shim_*``) live in prometheus_client's default registry.
-When the stream services' instrumentation (``deepfake_stream.metrics``) is installed, its
+When the stream services' instrumentation (``deepfake_stream.core.metrics``) is installed, its
 registry is exposed too, so one scrape of the shim shows both.
 """
 
@@ -44,9 +44,9 @@ def registries() -> list[CollectorRegistry]:
     """The default registry, plus the stream services' registry when that module exists."""
     found: list[CollectorRegistry] = [REGISTRY]
     try:
-        module = importlib.import_module("deepfake_stream.metrics")
+        module = importlib.import_module("deepfake_stream.core.metrics")
     except ModuleNotFoundError as exc:
-        if exc.name != "deepfake_stream.metrics":
+        if exc.name != "deepfake_stream.core.metrics":
             raise
         return found
     for name in ("REGISTRY", "registry"):

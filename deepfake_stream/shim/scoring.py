@@ -2,10 +2,12 @@
 
 For each request the shim validates the item exactly as the router does
 (:func:`schemas.parse_input`), resolves the model in the same registry, and asks the same
-routing rule (:func:`routing.decide.choose_route`, fed by the workers' heartbeats) which
+routing rule (:func:`deepfake_stream.routing.decide.choose_route`, fed by the workers' heartbeats)
+which
 backend the stream would pick. When that backend is one the shim can run itself (``cpu``),
 it scores the text with its own copy of the detector, in a dedicated inference thread, and
-builds the verdict on the stream's own path (:mod:`consumers.scoring`: normalisation,
+builds the verdict on the stream's own path (:mod:`deepfake_stream.consumers.scoring`:
+normalisation,
 language, windows, verdict fields), so a text gets the same verdict whichever way it came
 in. When the stream would send the item elsewhere (a live GPU worker or Modal), the shim
 hands it to the stream (``via_stream``) instead. With no live worker at all it still
@@ -25,21 +27,21 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 
-from consumers.isolate import Outcome, score_isolating
-from consumers.scoring import Scored, prepare_all, score_prepared, verdict_for
-from deepfake_stream.errors import InvalidInput, UnknownModel
-from deepfake_stream.settings import Settings
+from deepfake_stream.consumers.isolate import Outcome, score_isolating
+from deepfake_stream.consumers.scoring import Scored, prepare_all, score_prepared, verdict_for
+from deepfake_stream.core.errors import InvalidInput, UnknownModel
+from deepfake_stream.core.settings import Settings
+from deepfake_stream.core.tracing import fail_span, start_hop_span
+from deepfake_stream.models.base import Detector
+from deepfake_stream.models.kinds import build_detector
+from deepfake_stream.models.operating_points import resolve_operating_point
+from deepfake_stream.models.registry import ModelConfig, Registry
+from deepfake_stream.routing.decide import candidates, choose_model, choose_route
+from deepfake_stream.schemas import InputItem, RoutedItem, Verdict, parse_input
+from deepfake_stream.schemas.http import DetectRequest, SentenceScore
+from deepfake_stream.schemas.items import BackendName
 from deepfake_stream.shim import metrics
 from deepfake_stream.shim.errors import ApiError
-from deepfake_stream.tracing import fail_span, start_hop_span
-from models.base import Detector
-from models.kinds import build_detector
-from models.operating_points import resolve_operating_point
-from routing.decide import candidates, choose_model, choose_route
-from routing.registry import ModelConfig, Registry
-from schemas import InputItem, RoutedItem, Verdict, parse_input
-from schemas.http import DetectRequest, SentenceScore
-from schemas.items import BackendName
 
 log = logging.getLogger(__name__)
 

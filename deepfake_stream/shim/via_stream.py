@@ -21,13 +21,14 @@ import uuid
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from consumers.reader import topic_partitions
-from deepfake_stream.kafka import make_consumer, make_producer
-from deepfake_stream.settings import Settings
+from deepfake_stream.core.headers import parse_headers
+from deepfake_stream.core.kafka import make_consumer, make_producer
+from deepfake_stream.core.reader import topic_partitions
+from deepfake_stream.core.settings import Settings
+from deepfake_stream.core.topics import ensure_topics
+from deepfake_stream.core.tracing import CORRELATION_HEADER, trace_headers
+from deepfake_stream.schemas import InputItem, Verdict
 from deepfake_stream.shim.errors import ApiError
-from deepfake_stream.topics import ensure_topics
-from deepfake_stream.tracing import CORRELATION_HEADER, trace_headers
-from schemas import InputItem, Verdict, parse_headers
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiokafka.structs import ConsumerRecord
 
-from schemas import parse_headers
+from deepfake_stream.core.headers import parse_headers
 
 
 def clean(value: Any) -> Any:

@@ -13,10 +13,10 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from consumers.stage import StageRunner
-from deepfake_stream.kafka import make_consumer
-from deepfake_stream.metrics import metrics_server
-from deepfake_stream.settings import Settings
+from deepfake_stream.core.kafka import make_consumer
+from deepfake_stream.core.metrics import metrics_server
+from deepfake_stream.core.settings import Settings
+from deepfake_stream.core.stage import StageRunner
 from deepfake_stream.store import queries
 from deepfake_stream.store.db import make_engine, redacted_url, upgrade_with_retry
 from deepfake_stream.store.writer import StoreHandler
@@ -51,7 +51,7 @@ async def serve_store(
     count: int | None = None,
     timeout: float | None = None,
 ) -> int:
-    from deepfake_stream.services import _run_stage, kafka_lifespan
+    from deepfake_stream.core.service import kafka_lifespan, run_stage
 
     stop = stop or asyncio.Event()
     engine = make_engine(settings)
@@ -81,7 +81,7 @@ async def serve_store(
             pruning = asyncio.create_task(_prune_forever(engine, settings), name="prune")
             try:
                 with metrics_server(settings, "store"):  # consumer lag of <prefix>.store
-                    n = await _run_stage(
+                    n = await run_stage(
                         settings, runner, role="store", count=count, timeout=timeout
                     )
             finally:

@@ -25,7 +25,7 @@ from sqlalchemy import Table
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from consumers.stage import BatchResult
+from deepfake_stream.core.stage import BatchResult
 from deepfake_stream.store.rows import dead_letter_row, verdict_row
 from deepfake_stream.store.schema import dead_letters, verdicts
 

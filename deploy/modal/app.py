@@ -6,7 +6,8 @@ with ``modal.Cls.from_name(MODAL_APP_NAME, "Detector")`` and calls
 ``Detector(model_id=...).score.remote.aio(texts)``.
 
 The container builds the detector exactly as a local worker does, from the project's own
-registry (``routing/models.yaml``, or ``MODELS_CONFIG``) and ``models.kinds.build_detector``,
+registry (``models/registry.yaml``, or ``MODELS_CONFIG``) and
+``deepfake_stream.models.kinds.build_detector``,
 so a model scores the same on Modal as in-process. Importing this module needs no Modal
 credentials: nothing here talks to Modal until ``modal deploy`` or a call.
 """
@@ -20,22 +21,33 @@ from typing import Any
 
 import modal
 
-from deepfake_stream.settings import ModalSettings
+from deepfake_stream.core.settings import ModalSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_NAME = ModalSettings().app_name  # MODAL_APP_NAME, default "deepfake-stream"
 GPU = "L4"
 """24 GB, the cheapest Modal GPU that holds a large ensemble in fp16 (see the README)."""
-PACKAGES = ("deepfake_stream", "consumers", "producers", "routing", "models", "schemas")
+FOLDERS = ("deepfake_stream", "consumers", "producers", "routing", "models", "schemas")
+"""The repository's folders that the wheel installs under ``deepfake_stream.*``."""
 
-image = (
-    modal.Image.debian_slim(python_version="3.11")
-    # The project's own dependencies, torch pinned to 2.13.0 as in pyproject.toml.
-    .pip_install_from_pyproject(str(ROOT / "pyproject.toml"))
-    # The sources plus their data: registry YAML, settings YAML and model artifacts
-    # (the default would add .py files only).
-    .add_local_python_source(*PACKAGES, ignore=["**/__pycache__", "**/*.pyc", "**/.*"])
-)
+
+def _project_image() -> modal.Image:
+    image = (
+        modal.Image.debian_slim(python_version="3.11")
+        # The project's own dependencies, torch pinned to 2.13.0 as in pyproject.toml.
+        .pip_install_from_pyproject(str(ROOT / "pyproject.toml"), optional_dependencies=["server"])
+        .add_local_file(ROOT / "pyproject.toml", "/src/pyproject.toml", copy=True)
+        .add_local_file(ROOT / "README.md", "/src/README.md", copy=True)
+    )
+    for folder in FOLDERS:  # sources plus their data: registry, topics, model artifacts
+        image = image.add_local_dir(
+            ROOT / folder, f"/src/{folder}", copy=True, ignore=["**/__pycache__", "**/.*"]
+        )
+    # Installed as the wheel installs it, so the container imports what a worker imports.
+    return image.run_commands("pip install --no-deps /src")
+
+
+image = _project_image()
 
 app = modal.App(APP_NAME, image=image)
 
@@ -62,9 +74,9 @@ class Detector:
     @modal.enter()
     def load(self) -> None:
         """Once per container: build and load the detector (on CUDA when present)."""
-        from deepfake_stream.settings import ModelSettings
-        from models.kinds import build_detector
-        from routing.registry import load_registry
+        from deepfake_stream.core.settings import ModelSettings
+        from deepfake_stream.models.kinds import build_detector
+        from deepfake_stream.models.registry import load_registry
 
         try:
             import torch

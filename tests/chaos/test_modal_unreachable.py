@@ -11,10 +11,11 @@ import time
 
 import pytest
 
-from consumers.modal_bridge import ModalDetector
-from deepfake_stream.services import serve_router, serve_worker
-from routing.registry import registry_from_dict
-from schemas import Verdict
+from deepfake_stream.consumers.modal_bridge import ModalDetector
+from deepfake_stream.consumers.service import serve_worker
+from deepfake_stream.models.registry import registry_from_dict
+from deepfake_stream.routing.service import serve_router
+from deepfake_stream.schemas import Verdict
 from tests.chaos.streams import report
 from tests.doubles import EchoDetector, register_doubles
 from tests.integration.harness import collect, publish, running, wait_live

@@ -15,9 +15,10 @@ from collections.abc import Sequence
 
 import pytest
 
-from deepfake_stream.services import serve_router, serve_worker
-from models.base import Score
-from routing.registry import registry_from_dict
+from deepfake_stream.consumers.service import serve_worker
+from deepfake_stream.models.base import Score
+from deepfake_stream.models.registry import registry_from_dict
+from deepfake_stream.routing.service import serve_router
 from tests.chaos.streams import report
 from tests.conftest import unique_settings
 from tests.doubles import EchoDetector
@@ -45,7 +46,7 @@ class SlowOnMarker(EchoDetector):
 async def test_a_batch_slower_than_max_poll_interval_is_scored_without_a_rebalance_loop(
     kafka_bootstrap: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="consumers.stage")
+    caplog.set_level(logging.INFO, logger="deepfake_stream.core.stage")
     registry = registry_from_dict(
         {"models": {"m": {"kind": "echo", "size": "small", "version": "t1"}}},
         default_model="m",

@@ -14,12 +14,12 @@ import time
 import pytest
 from sqlalchemy import func, select
 
+from deepfake_stream.core.kafka import make_producer
+from deepfake_stream.core.topics import ensure_topics
 from deepfake_stream.embedded_broker import free_port
-from deepfake_stream.kafka import make_producer
 from deepfake_stream.store import db
 from deepfake_stream.store.schema import verdicts
 from deepfake_stream.store.service import serve_store
-from deepfake_stream.topics import ensure_topics
 from tests.conftest import unique_settings
 from tests.store_db import db_settings, pg_url, verdict_doc
 

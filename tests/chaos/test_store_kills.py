@@ -13,10 +13,10 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from deepfake_stream.kafka import make_producer
+from deepfake_stream.core.kafka import make_producer
+from deepfake_stream.core.topics import ensure_topics
 from deepfake_stream.store import db
 from deepfake_stream.store.schema import verdicts
-from deepfake_stream.topics import ensure_topics
 from tests.conftest import unique_settings
 from tests.integration.harness import cli_command, settings_env
 from tests.store_db import pg_url, verdict_doc

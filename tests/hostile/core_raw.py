@@ -18,8 +18,8 @@ from aiokafka.producer import message_accumulator
 from aiokafka.producer import producer as aiokafka_producer
 from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 
-from deepfake_stream.settings import Settings
-from deepfake_stream.topics import ensure_topics
+from deepfake_stream.core.settings import Settings
+from deepfake_stream.core.topics import ensure_topics
 
 
 class RawHeaderKey(str):

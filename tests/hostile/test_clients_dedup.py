@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from deepfake_stream import metrics
-from deepfake_stream.settings import Settings, load_settings
+from deepfake_stream.core import metrics
+from deepfake_stream.core.settings import Settings, load_settings
 from tests.integration.harness import collect, publish, running, wait_live
 from tests.integration.test_redis import _setup, prefix  # noqa: F401 (a fixture)
 from tests.unit.test_worker import echo, make_worker, records, routed, verdicts
@@ -68,7 +68,7 @@ async def test_across_batches_with_redis_an_edit_gets_its_own_verdict(
     prefix: str,  # noqa: F811
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level("INFO", logger="consumers.worker")
+    caplog.set_level("INFO", logger="deepfake_stream.consumers.worker")
     settings, _, services = _setup(kafka_bootstrap, url=REDIS, key_prefix=prefix)
     human, ai = "a human wrote this post", "SECRET an edited, machine-written post"
     before = dropped("cpu", "m")

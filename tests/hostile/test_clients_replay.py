@@ -9,11 +9,11 @@ import hashlib
 import pytest
 
 from deepfake_stream import cli
-from deepfake_stream.kafka import make_producer
-from deepfake_stream.topics import ensure_topics
-from deepfake_stream.tracing import CORRELATION_HEADER
-from producers.replay import ReplayOptions, replay
-from producers.scan import Selection, SelectionError
+from deepfake_stream.core.kafka import make_producer
+from deepfake_stream.core.topics import ensure_topics
+from deepfake_stream.core.tracing import CORRELATION_HEADER
+from deepfake_stream.producers.replay import ReplayOptions, replay
+from deepfake_stream.producers.scan import Selection, SelectionError
 from tests.conftest import unique_settings
 from tests.integration.harness import collect, publish
 from tests.integration.test_replay import _registry

@@ -15,11 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
-from deepfake_stream.settings import load_settings
+from deepfake_stream.core.settings import load_settings
+from deepfake_stream.core.tracing import trace_from_headers
+from deepfake_stream.models.registry import load_registry
 from deepfake_stream.shim import create_app
 from deepfake_stream.shim.sentences import sentence_spans
-from deepfake_stream.tracing import trace_from_headers
-from routing.registry import load_registry
 from tests.doubles import EchoDetector, SlowDetector
 
 KEY = "hostile-key"

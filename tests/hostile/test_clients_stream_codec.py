@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-from deepfake_stream.kafka import make_producer
-from deepfake_stream.topics import ensure_topics
-from deepfake_stream.tracing import CORRELATION_HEADER
+from deepfake_stream.core.kafka import make_producer
+from deepfake_stream.core.topics import ensure_topics
+from deepfake_stream.core.tracing import CORRELATION_HEADER
 from tests.integration.harness import collect, running, wait_live
 from tests.integration.test_redis import _setup
 

@@ -10,12 +10,13 @@ import httpx
 import pytest
 from aiokafka.structs import ConsumerRecord
 
-from deepfake_stream.services import serve_router, serve_worker
-from deepfake_stream.settings import load_settings
+from deepfake_stream.consumers.service import serve_worker
+from deepfake_stream.core.settings import load_settings
+from deepfake_stream.core.tracing import CORRELATION_HEADER
+from deepfake_stream.routing.service import serve_router
+from deepfake_stream.schemas import Verdict
 from deepfake_stream.shim.errors import ApiError
 from deepfake_stream.shim.via_stream import StreamLink
-from deepfake_stream.tracing import CORRELATION_HEADER
-from schemas import Verdict
 from tests.conftest import unique_settings
 from tests.integration.harness import running, wait_live
 from tests.integration.test_redis import REDIS, prefix  # noqa: F401 (a fixture)

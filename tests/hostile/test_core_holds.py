@@ -11,8 +11,9 @@ import time
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from deepfake_stream.services import serve_router, serve_worker
-from routing.registry import registry_from_dict
+from deepfake_stream.consumers.service import serve_worker
+from deepfake_stream.models.registry import registry_from_dict
+from deepfake_stream.routing.service import serve_router
 from tests.conftest import unique_settings
 from tests.doubles import EchoDetector, register_doubles
 from tests.hostile.core_raw import produce_raw
@@ -103,7 +104,7 @@ def _record(offset: int, item_id: str, model_id: str, partition: int = 0):  # ty
 
 
 async def test_router_holds_in_memory_commits_below_them_and_forgets_revoked_ones() -> None:
-    from routing.router import Router
+    from deepfake_stream.routing.router import Router
 
     settings = unique_settings("127.0.0.1:9", router__hold_max_s=60.0)
     live = _Live()

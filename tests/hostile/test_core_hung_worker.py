@@ -13,10 +13,11 @@ from collections.abc import Sequence
 
 import pytest
 
-from deepfake_stream.services import serve_router, serve_worker
-from models.base import Score
-from routing.registry import registry_from_dict
-from schemas import RoutedItem, RoutingEnvelope
+from deepfake_stream.consumers.service import serve_worker
+from deepfake_stream.models.base import Score
+from deepfake_stream.models.registry import registry_from_dict
+from deepfake_stream.routing.service import serve_router
+from deepfake_stream.schemas import RoutedItem, RoutingEnvelope
 from tests.conftest import unique_settings
 from tests.doubles import EchoDetector, register_doubles
 from tests.hostile.core_raw import item, produce_raw

@@ -12,9 +12,10 @@ from collections import Counter
 import pytest
 from prometheus_client import REGISTRY
 
-from deepfake_stream.services import serve_router, serve_worker
-from producers.replay import ReplayOptions, replay
-from producers.scan import Selection
+from deepfake_stream.consumers.service import serve_worker
+from deepfake_stream.producers.replay import ReplayOptions, replay
+from deepfake_stream.producers.scan import Selection
+from deepfake_stream.routing.service import serve_router
 from tests.conftest import unique_settings
 from tests.hostile.core_raw import RawHeaderKey, Record, item, produce_raw
 from tests.integration.harness import collect, running, wait_live

@@ -12,8 +12,8 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from deepfake_stream.settings import load_settings
-from routing.liveness import Heartbeat, LivenessView, now_ms
+from deepfake_stream.core.liveness import Heartbeat, LivenessView, now_ms
+from deepfake_stream.core.settings import load_settings
 
 
 class FlakyConsumer:
@@ -53,7 +53,7 @@ async def test_a_failing_heartbeat_reader_reconnects_and_recovers(
             return opened[-1]
 
     view = View(settings)
-    caplog.set_level(logging.WARNING, logger="routing.liveness")
+    caplog.set_level(logging.WARNING, logger="deepfake_stream.core.liveness")
     await view.start()
     try:
         async with asyncio.timeout(5):

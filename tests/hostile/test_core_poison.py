@@ -11,7 +11,7 @@ from typing import Any
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import ConsumerRecord
 
-from consumers.stage import BatchResult, Outgoing, StageRunner
+from deepfake_stream.core.stage import BatchResult, Outgoing, StageRunner
 from tests.unit.test_stage import TP0, TP1, FakeConsumer, FakeProducer, Handler
 
 

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from deepfake_stream.topics import ensure_topics
+from deepfake_stream.core.topics import ensure_topics
 from tests.conftest import unique_settings
 from tests.hostile.core_raw import RawHeaderKey, produce_raw
 from tests.integration.harness import cli_command, settings_env

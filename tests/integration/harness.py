@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from consumers.reader import Arrival, read_topic
-from deepfake_stream.settings import Settings
-from deepfake_stream.topics import ensure_topics
-from producers.client import DetectProducer
-from routing.liveness import LivenessView, running_views
+from deepfake_stream.core.liveness import LivenessView, running_views
+from deepfake_stream.core.reader import Arrival, read_topic
+from deepfake_stream.core.settings import Settings
+from deepfake_stream.core.topics import ensure_topics
+from deepfake_stream.producers.client import DetectProducer
 
 Service = Callable[[asyncio.Event], Awaitable[object]]
 
@@ -138,7 +138,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a child process these settings."""
     import os
 
-    from deepfake_stream.settings import all_fields, env_name
+    from deepfake_stream.core.settings import all_fields, env_name
 
     env = dict(os.environ)
     for group, fld in all_fields():

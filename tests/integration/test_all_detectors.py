@@ -6,8 +6,10 @@ import re
 
 import pytest
 
-from deepfake_stream.services import registry_for, serve_router, serve_worker
-from schemas import Verdict
+from deepfake_stream.consumers.service import serve_worker
+from deepfake_stream.models.registry import registry_for
+from deepfake_stream.routing.service import serve_router
+from deepfake_stream.schemas import Verdict
 from tests.conftest import unique_settings
 from tests.integration.harness import collect, publish, running, wait_live
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from deepfake_stream.services import serve_router, serve_worker
-from deepfake_stream.topics import ensure_topics
+from deepfake_stream.consumers.service import serve_worker
+from deepfake_stream.core.topics import ensure_topics
+from deepfake_stream.routing.service import serve_router
 from tests.conftest import unique_settings
 from tests.integration.harness import (
     cli_command,
@@ -83,7 +84,7 @@ async def test_readme_python_example_publishes_an_item(kafka_bootstrap: str) -> 
         cwd=README.parent,
     )
     assert done.returncode == 0, done.stderr
-    from consumers.reader import read_topic
+    from deepfake_stream.core.reader import read_topic
 
     got = [
         a
@@ -97,7 +98,7 @@ async def test_readme_python_example_publishes_an_item(kafka_bootstrap: str) -> 
 async def _publish_verdicts(settings, ids: list[str]) -> None:  # type: ignore[no-untyped-def]
     """Several verdicts in one producer batch on one partition: the shape a worker writes,
     and the one the embedded broker's ListOffsets answers wrongly (see seek_to_true_end)."""
-    from deepfake_stream.kafka import make_producer
+    from deepfake_stream.core.kafka import make_producer
 
     producer = make_producer(settings, role="test")
     await producer.start()

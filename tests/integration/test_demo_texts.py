@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from deepfake_stream.settings import load_settings
-from models.kinds import build_detector
-from routing.registry import load_registry
+from deepfake_stream.core.settings import load_settings
+from deepfake_stream.models.kinds import build_detector
+from deepfake_stream.models.registry import load_registry
 
 pytestmark = pytest.mark.integration
 DEMO = Path(__file__).resolve().parents[2] / "deepfake_stream" / "demo.jsonl"

@@ -13,8 +13,8 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
+from deepfake_stream.core.settings import load_settings
 from deepfake_stream.embedded_broker import free_port
-from deepfake_stream.settings import load_settings
 from deepfake_stream.shim import create_app
 from tests.integration.test_js_scorer import CHROMIUM, dump_dom
 

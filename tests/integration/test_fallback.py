@@ -6,9 +6,10 @@ import time
 
 import pytest
 
-from deepfake_stream.services import serve_router, serve_worker
-from routing.registry import registry_from_dict
-from schemas import Verdict
+from deepfake_stream.consumers.service import serve_worker
+from deepfake_stream.models.registry import registry_from_dict
+from deepfake_stream.routing.service import serve_router
+from deepfake_stream.schemas import Verdict
 from tests.conftest import unique_settings
 from tests.doubles import register_doubles
 from tests.integration.harness import collect, publish, running, wait_live

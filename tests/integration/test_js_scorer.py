@@ -33,11 +33,11 @@ import pytest
 import uvicorn
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from consumers.scoring import prepare
+from deepfake_stream.consumers.scoring import prepare
 from deepfake_stream.embedded_broker import free_port
+from deepfake_stream.models.registry import load_registry
+from deepfake_stream.models.tfidf import TfidfModel
 from deepfake_stream.shim import create_app
-from models.tfidf import TfidfModel
-from routing.registry import load_registry
 from tests.conftest import unique_settings
 from tests.js_scorer_parity import PARITY_TEXTS, TOLERANCE, every_ngram_model, python_reference
 

@@ -13,13 +13,14 @@ import time
 
 import pytest
 
-from consumers.modal_bridge import ModalDetector
-from deepfake_stream.kafka import make_producer
-from deepfake_stream.services import serve_router, serve_worker
-from deepfake_stream.topics import ensure_topics
-from routing.liveness import LivenessView, now_ms
-from routing.registry import registry_from_dict
-from schemas import RoutedItem, RoutingEnvelope, Verdict
+from deepfake_stream.consumers.modal_bridge import ModalDetector
+from deepfake_stream.consumers.service import serve_worker
+from deepfake_stream.core.kafka import make_producer
+from deepfake_stream.core.liveness import LivenessView, now_ms
+from deepfake_stream.core.topics import ensure_topics
+from deepfake_stream.models.registry import registry_from_dict
+from deepfake_stream.routing.service import serve_router
+from deepfake_stream.schemas import RoutedItem, RoutingEnvelope, Verdict
 from tests.conftest import unique_settings
 from tests.doubles import EchoDetector, register_doubles
 from tests.integration.harness import collect, publish, running, wait_live, wait_not_live

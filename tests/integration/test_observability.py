@@ -13,10 +13,11 @@ import urllib.request
 import pytest
 from opentelemetry.trace import SpanKind
 
+from deepfake_stream.consumers.service import serve_worker
 from deepfake_stream.embedded_broker import free_port
-from deepfake_stream.services import serve_router, serve_worker
-from producers.client import DetectProducer
-from routing.registry import registry_from_dict
+from deepfake_stream.models.registry import registry_from_dict
+from deepfake_stream.producers.client import DetectProducer
+from deepfake_stream.routing.service import serve_router
 from tests.conftest import unique_settings
 from tests.doubles import EchoDetector, FailingDetector, register_doubles
 from tests.integration.harness import collect, running, wait_live

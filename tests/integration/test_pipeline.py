@@ -10,8 +10,9 @@ from datetime import datetime
 
 import pytest
 
-from deepfake_stream.services import serve_router, serve_worker
-from schemas import DLQ_REASONS, Verdict
+from deepfake_stream.consumers.service import serve_worker
+from deepfake_stream.routing.service import serve_router
+from deepfake_stream.schemas import DLQ_REASONS, Verdict
 from tests.conftest import unique_settings
 from tests.integration.harness import (
     cli_command,

@@ -15,11 +15,12 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis
 
+from deepfake_stream.consumers.redis_store import DedupKey, RedisStore, text_digest
+from deepfake_stream.consumers.service import serve_worker
 from deepfake_stream.embedded_broker import free_port
-from deepfake_stream.redis_store import DedupKey, RedisStore, text_digest
-from deepfake_stream.services import serve_router, serve_worker
-from producers.client import DetectProducer
-from routing.registry import registry_from_dict
+from deepfake_stream.models.registry import registry_from_dict
+from deepfake_stream.producers.client import DetectProducer
+from deepfake_stream.routing.service import serve_router
 from tests.conftest import unique_settings
 from tests.doubles import EchoDetector, register_doubles
 from tests.integration.harness import collect, publish, running, wait_live
@@ -178,7 +179,7 @@ async def proxy_on_free_port() -> AsyncIterator[RedisProxy]:
 async def test_redis_cut_mid_run_loses_nothing_and_comes_back(
     kafka_bootstrap: str, prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level("INFO", logger="deepfake_stream.redis_store")
+    caplog.set_level("INFO", logger="deepfake_stream.consumers.redis_store")
     async with proxy_on_free_port() as proxy:
         settings, detector, services = _setup(
             kafka_bootstrap,

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from deepfake_stream.errors import ConfigError
-from deepfake_stream.services import serve_router, serve_worker
-from producers.replay import ReplayOptions, replay
-from producers.scan import Selection, parse_offsets
-from routing.registry import registry_from_dict
-from schemas import Verdict
+from deepfake_stream.consumers.service import serve_worker
+from deepfake_stream.core.errors import ConfigError
+from deepfake_stream.models.registry import registry_from_dict
+from deepfake_stream.producers.replay import ReplayOptions, replay
+from deepfake_stream.producers.scan import Selection, parse_offsets
+from deepfake_stream.routing.service import serve_router
+from deepfake_stream.schemas import Verdict
 from tests.conftest import unique_settings
 from tests.doubles import EchoDetector, register_doubles
 from tests.integration.harness import (
@@ -97,7 +98,7 @@ async def test_offset_range_and_bad_items_are_dead_lettered_with_stage_replay(
     ]
     await publish(settings, docs)
     # The embedded broker's topics have several partitions: replay each partition in full.
-    from consumers.reader import read_topic
+    from deepfake_stream.core.reader import read_topic
 
     seen = [
         a async for a in read_topic(settings, settings.topics.input, from_beginning=True, count=8)

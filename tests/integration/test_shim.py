@@ -19,9 +19,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from deepfake_stream.consumers.service import serve_worker
+from deepfake_stream.core.settings import Settings
 from deepfake_stream.embedded_broker import free_port
-from deepfake_stream.services import serve_router, serve_worker
-from deepfake_stream.settings import Settings
+from deepfake_stream.routing.service import serve_router
 from deepfake_stream.shim import create_app
 from tests.conftest import unique_settings
 from tests.integration.harness import (

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from deepfake_stream.services import serve_router, serve_worker
+from deepfake_stream.consumers.service import serve_worker
+from deepfake_stream.routing.service import serve_router
 from tests.conftest import unique_settings
 from tests.integration.harness import running, wait_live
 from tests.integration.test_shim import KEY, shim_client, wait_ready

@@ -15,9 +15,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
-from consumers.stage import BatchResult, StageRunner
-from deepfake_stream.kafka import make_consumer, make_producer
-from deepfake_stream.topics import ensure_topics
+from deepfake_stream.core.kafka import make_consumer, make_producer
+from deepfake_stream.core.stage import BatchResult, StageRunner
+from deepfake_stream.core.topics import ensure_topics
 from tests.conftest import unique_settings
 
 pytestmark = pytest.mark.integration

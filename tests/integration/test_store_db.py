@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, insert, select, text
 
+from deepfake_stream.schemas.dead_letter import DeadLetter
 from deepfake_stream.store import db, queries
 from deepfake_stream.store.schema import audit_log, dead_letters, metadata, verdicts
 from deepfake_stream.store.writer import StoreHandler
-from schemas.dead_letter import DeadLetter
 from tests.store_db import db_settings, record, store_url, verdict_doc
 
 __all__ = ["store_url"]  # the fixture, imported for pytest

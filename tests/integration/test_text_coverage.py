@@ -8,12 +8,13 @@ from dataclasses import replace
 
 import pytest
 
-from deepfake_stream.services import registry_for, serve_router, serve_worker
-from models.operating_points import OperatingPoint
-from producers.replay import ReplayOptions, replay
-from producers.scan import Selection
-from routing.registry import Registry
-from schemas import Verdict
+from deepfake_stream.consumers.service import serve_worker
+from deepfake_stream.models.operating_points import OperatingPoint
+from deepfake_stream.models.registry import Registry, registry_for
+from deepfake_stream.producers.replay import ReplayOptions, replay
+from deepfake_stream.producers.scan import Selection
+from deepfake_stream.routing.service import serve_router
+from deepfake_stream.schemas import Verdict
 from tests.conftest import unique_settings
 from tests.integration.harness import collect, publish, running, wait_live
 from tests.integration.test_shim import KEY, shim_client, wait_ready

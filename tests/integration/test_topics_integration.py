@@ -9,8 +9,8 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from deepfake_stream.cli import main
-from deepfake_stream.settings import Settings, TopicSettings, load_settings
-from deepfake_stream.topics import ensure_topics, load_topic_definitions
+from deepfake_stream.core.settings import Settings, TopicSettings, load_settings
+from deepfake_stream.core.topics import ensure_topics, load_topic_definitions
 
 pytestmark = pytest.mark.integration
 

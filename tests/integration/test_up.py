@@ -11,8 +11,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from deepfake_stream.embedded_broker import free_port
+from deepfake_stream.schemas import Verdict
 from deepfake_stream.supervisor import console_command
-from schemas import Verdict
 from tests.conftest import unique_settings
 from tests.integration.harness import settings_env
 from tests.integration.test_pipeline import MALFORMED, SAMPLES

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepfake_stream.errors import ArtifactIntegrityError
-from models.artifacts import (
+from deepfake_stream.core.errors import ArtifactIntegrityError
+from deepfake_stream.models.artifacts import (
     ARTIFACTS_ROOT,
     artifact_dir,
     load_verified,

@@ -8,8 +8,8 @@ import yaml
 
 from deepfake_stream.asyncapi import asyncapi_document, asyncapi_yaml
 from deepfake_stream.cli import main
-from deepfake_stream.settings import TopicSettings
-from schemas import DLQ_REASONS, InputItem, RoutedItem, Verdict
+from deepfake_stream.core.settings import TopicSettings
+from deepfake_stream.schemas import DLQ_REASONS, InputItem, RoutedItem, Verdict
 
 CHECKED_IN = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"
 CONTRACT_TOPICS = [

@@ -127,7 +127,7 @@ async def test_shim_via_stream_without_a_broker_says_what_to_do(wrong_broker: st
 
     import httpx
 
-    from deepfake_stream.settings import load_settings
+    from deepfake_stream.core.settings import load_settings
     from deepfake_stream.shim import create_app
 
     settings = load_settings(

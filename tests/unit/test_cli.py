@@ -17,8 +17,8 @@ import pytest
 
 from deepfake_stream import cli
 from deepfake_stream.commands import router as router_command
+from deepfake_stream.core.settings import Settings, all_fields, env_name, flag_name
 from deepfake_stream.embedded_broker import free_port
-from deepfake_stream.settings import Settings, all_fields, env_name, flag_name
 from deepfake_stream.supervisor import runnable_command
 
 SCRIPT = Path(sys.executable).with_name("deepfake-stream")

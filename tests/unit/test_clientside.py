@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from deepfake_stream.settings import load_settings
+from deepfake_stream.core.settings import load_settings
+from deepfake_stream.models.artifacts import artifact_dir, load_verified
+from deepfake_stream.models.kinds import build_detector
+from deepfake_stream.models.registry import load_registry
 from deepfake_stream.shim import create_app
 from deepfake_stream.shim.clientside import export_portable
-from models.artifacts import artifact_dir, load_verified
-from models.kinds import build_detector
-from routing.registry import load_registry
 from tests.js_scorer_parity import SCORER_JS
 
 KEY = "k-clientside"

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from deepfake_stream.cli import COMMANDS, build_parser
-from deepfake_stream.settings import all_fields, env_name
+from deepfake_stream.core.settings import all_fields, env_name
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from models.curvature import (
+from deepfake_stream.models.curvature import (
     FEATURES,
     WindowStatistics,
     quantize_int8,
@@ -100,8 +100,8 @@ def test_int8_quantisation_is_deterministic_and_close(tiny_lm) -> None:  # type:
 
 @pytest.mark.slow
 async def test_small_curvature_scores_through_the_registry() -> None:
-    from models.kinds import build_detector
-    from routing.registry import registry_from_dict
+    from deepfake_stream.models.kinds import build_detector
+    from deepfake_stream.models.registry import registry_from_dict
 
     # Not in the shipped registry (README: studied, not registered): the README's entry.
     entry = {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from models.dataset import DatasetError, Example, load_labelled, select, split
+from deepfake_stream.models.dataset import DatasetError, Example, load_labelled, select, split
 
 
 def _corpus(n_topics: int = 40) -> list[Example]:

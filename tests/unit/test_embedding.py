@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.base import Detector
-from models.embedding import MiniLMFeatures, layer_features
-from models.kinds import build_detector
-from routing.registry import load_registry
+from deepfake_stream.models.base import Detector
+from deepfake_stream.models.embedding import MiniLMFeatures, layer_features
+from deepfake_stream.models.kinds import build_detector
+from deepfake_stream.models.registry import load_registry
 from tests.detector_contract import DetectorContract
 
 
@@ -21,7 +21,7 @@ class TestMediumEmbedding(DetectorContract):
         return build_detector(load_registry().resolve("medium-embedding").spec())
 
     def test_uses_the_layers_chosen_at_training(self, loaded: Detector) -> None:
-        from models.artifacts import load_verified
+        from deepfake_stream.models.artifacts import load_verified
 
         head = load_verified("medium-embedding").read_json("head.json")
         assert loaded._layers == head["extra"]["layers"]  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from consumers.inference_thread import InferenceThread
+from deepfake_stream.consumers.inference_thread import InferenceThread
 
 
 def test_calls_run_in_order_on_one_thread_and_errors_reach_the_caller() -> None:
@@ -43,7 +43,7 @@ def test_a_hung_call_does_not_keep_the_process_alive() -> None:
     worker alive for ever."""
     code = (
         "import threading\n"
-        "from consumers.inference_thread import InferenceThread\n"
+        "from deepfake_stream.consumers.inference_thread import InferenceThread\n"
         "ex = InferenceThread('t')\n"
         "ex.submit(threading.Event().wait)\n"
         "ex.shutdown(wait=False)\n"

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from consumers.isolate import Outcome, score_isolating
-from deepfake_stream.errors import ModelError
-from models.base import DetectorSpec, Score
+from deepfake_stream.consumers.isolate import Outcome, score_isolating
+from deepfake_stream.core.errors import ModelError
+from deepfake_stream.models.base import DetectorSpec, Score
 
 SPEC = DetectorSpec(model_id="m", kind="fake", version="1")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from consumers.isolate import score_isolating
-from deepfake_stream.errors import BackendUnavailable
-from models.base import DetectorSpec, Score
+from deepfake_stream.consumers.isolate import score_isolating
+from deepfake_stream.core.errors import BackendUnavailable
+from deepfake_stream.models.base import DetectorSpec, Score
 
 
 class DownDetector:

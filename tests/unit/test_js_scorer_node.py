@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.artifacts import artifact_dir
-from models.tfidf import TfidfModel
+from deepfake_stream.models.artifacts import artifact_dir
+from deepfake_stream.models.tfidf import TfidfModel
 from tests.js_scorer_parity import (
     PARITY_TEXTS,
     SCORER_JS,
@@ -104,8 +104,8 @@ console.log(JSON.stringify(bad.map((m) => { try { new Scorer(m); return "loaded"
 
 def test_readme_javascript_example_runs(tmp_path: Path) -> None:
     """The README's client-side example, against the shim's real download body."""
+    from deepfake_stream.models.registry import load_registry
     from deepfake_stream.shim.clientside import export_portable
-    from routing.registry import load_registry
 
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     [example] = re.findall(r"```js\n(.*?)```", readme, flags=re.S)

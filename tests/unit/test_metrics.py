@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-from models.metrics import KEYS, binary_metrics, tpr_at_fpr
+from deepfake_stream.models.metrics import KEYS, binary_metrics, tpr_at_fpr
 
 
 def test_keys_and_json() -> None:

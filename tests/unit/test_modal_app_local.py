@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from consumers.modal_bridge import REMOTE_CLASS, ModalDetector
-from deepfake_stream.settings import ModalSettings
-from routing.registry import load_registry
+from deepfake_stream.consumers.modal_bridge import REMOTE_CLASS, ModalDetector
+from deepfake_stream.core.settings import ModalSettings
+from deepfake_stream.models.registry import load_registry
 from tests.modal_fakes import load_app_module, local_app_connect
 
 MODEL = "tiny-tfidf"
@@ -25,7 +25,7 @@ TEXTS = [
 def in_process() -> object:
     import asyncio
 
-    from models.kinds import build_detector
+    from deepfake_stream.models.kinds import build_detector
 
     config = load_registry().models.get(MODEL)
     if config is None:
@@ -56,7 +56,7 @@ def test_local_enter_and_score_match_the_in_process_detector(in_process) -> None
 
 
 def test_unknown_model_fails_in_enter() -> None:
-    from deepfake_stream.errors import UnknownModel
+    from deepfake_stream.core.errors import UnknownModel
 
     obj = load_app_module().Detector(model_id="no-such-model")
     with pytest.raises(UnknownModel, match="no-such-model"):

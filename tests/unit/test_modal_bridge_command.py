@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from consumers.modal_bridge import ModalDetector
 from deepfake_stream.cli import build_parser
 from deepfake_stream.commands.modal_bridge import modal_detectors
-from deepfake_stream.errors import ConfigError
-from deepfake_stream.services import resolve_device
-from deepfake_stream.settings import load_settings
-from routing.registry import registry_from_dict
+from deepfake_stream.consumers.modal_bridge import ModalDetector
+from deepfake_stream.consumers.service import resolve_device
+from deepfake_stream.core.errors import ConfigError
+from deepfake_stream.core.settings import load_settings
+from deepfake_stream.models.registry import registry_from_dict
 
 DOC = {
     "models": {

@@ -12,14 +12,14 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY
 
-from consumers.stage import Outgoing
-from consumers.worker import Worker
+from deepfake_stream.consumers.worker import Worker
+from deepfake_stream.core.liveness import Heartbeat, LivenessView, now_ms
+from deepfake_stream.core.metrics import CACHE_HITS, metrics_server, observe_batch, watch_liveness
+from deepfake_stream.core.settings import load_settings
+from deepfake_stream.core.stage import Outgoing
 from deepfake_stream.embedded_broker import free_port
-from deepfake_stream.metrics import CACHE_HITS, metrics_server, observe_batch, watch_liveness
-from deepfake_stream.settings import load_settings
-from routing.liveness import Heartbeat, LivenessView, now_ms
-from routing.registry import registry_from_dict
-from schemas import RoutedItem, RoutingEnvelope
+from deepfake_stream.models.registry import registry_from_dict
+from deepfake_stream.schemas import RoutedItem, RoutingEnvelope
 from tests.doubles import EchoDetector, FailingDetector
 from tests.otel_memory import memory_exporter, spans_of_trace, traceparent_ids
 

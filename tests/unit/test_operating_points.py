@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import yaml
 
-from consumers.scoring import Scored, prepare, verdict_for
-from deepfake_stream.errors import ConfigError, InvalidInput
-from models.calibration import min_words_from, subsample
-from models.dataset import Example
-from models.operating_points import (
+from deepfake_stream.consumers.scoring import Scored, prepare, verdict_for
+from deepfake_stream.core.errors import ConfigError, InvalidInput
+from deepfake_stream.models.calibration import min_words_from, subsample
+from deepfake_stream.models.dataset import Example
+from deepfake_stream.models.operating_points import (
     ConfidenceBands,
     choose_threshold,
     decide,
@@ -20,9 +20,9 @@ from models.operating_points import (
     fpr_upper_bound,
     measure_point,
 )
-from routing.registry import DEFAULT_REGISTRY, load_registry, registry_from_dict
-from routing.registry_write import update_model
-from schemas import RoutedItem
+from deepfake_stream.models.registry import DEFAULT_REGISTRY, load_registry, registry_from_dict
+from deepfake_stream.models.registry_write import update_model
+from deepfake_stream.schemas import RoutedItem
 
 POINTS = {
     "strict": {"threshold": 0.9, "target_fpr": 0.001},
@@ -258,7 +258,7 @@ def test_min_words_is_where_quality_stops_falling() -> None:
 
 
 def test_dataset_keeps_other_fields(tmp_path: Path) -> None:
-    from models.dataset import load_labelled
+    from deepfake_stream.models.dataset import load_labelled
 
     path = tmp_path / "d.jsonl"
     path.write_text('{"text": "a", "label": 0, "domain": "news", "n": 3}\n')

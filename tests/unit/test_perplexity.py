@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.base import Detector
-from models.kinds import build_detector
-from models.perplexity import FEATURES, LMStatistics
-from routing.registry import load_registry
+from deepfake_stream.models.base import Detector
+from deepfake_stream.models.kinds import build_detector
+from deepfake_stream.models.perplexity import FEATURES, LMStatistics
+from deepfake_stream.models.registry import load_registry
 from tests.detector_contract import DetectorContract
 
 
@@ -108,7 +108,7 @@ def test_empty_text_gives_finite_features(tiny_lm) -> None:  # type: ignore[no-u
 
 @pytest.mark.slow
 def test_safetensors_cache_is_written_then_reused(tmp_path: Path) -> None:
-    from models.smollm import load_smollm
+    from deepfake_stream.models.smollm import load_smollm
 
     first = load_smollm("cpu", cache_dir=tmp_path)
     assert first.source == "gguf"

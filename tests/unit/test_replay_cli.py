@@ -11,8 +11,8 @@ from aiokafka.structs import ConsumerRecord
 
 from deepfake_stream import cli
 from deepfake_stream.commands import replay as command
-from producers.replay import ReplaySummary, _Pacer
-from producers.scan import Selection, parse_offsets, parse_time_ms, read_ids
+from deepfake_stream.producers.replay import ReplaySummary, _Pacer
+from deepfake_stream.producers.scan import Selection, parse_offsets, parse_time_ms, read_ids
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from deepfake_stream.errors import ConfigError, UnknownModel
-from deepfake_stream.settings import load_settings
-from routing.decide import Route, candidates, choose_route
-from routing.liveness import Heartbeat, LivenessView
-from routing.registry import (
+from deepfake_stream.core.errors import ConfigError, UnknownModel
+from deepfake_stream.core.liveness import Heartbeat, LivenessView
+from deepfake_stream.core.settings import load_settings
+from deepfake_stream.models.registry import (
     DEFAULT_REGISTRY,
     Registry,
     load_registry,
     registry_from_dict,
 )
+from deepfake_stream.routing.decide import Route, candidates, choose_route
 
 
 def registry(models: dict[str, dict[str, object]], default: str | None = None) -> Registry:

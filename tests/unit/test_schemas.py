@@ -8,19 +8,19 @@ from datetime import datetime
 import pytest
 from pydantic import ValidationError
 
-from deepfake_stream.errors import InvalidInput
-from schemas import (
+from deepfake_stream.core.errors import InvalidInput
+from deepfake_stream.core.headers import parse_headers
+from deepfake_stream.schemas import (
     DLQ_REASONS,
     DeadLetter,
     InputItem,
     RoutedItem,
     RoutingEnvelope,
     Verdict,
-    parse_headers,
     parse_input,
 )
-from schemas.dead_letter import MAX_ERROR_MESSAGE_CHARS
-from schemas.validate import DEFAULT_MAX_JSON_DEPTH
+from deepfake_stream.schemas.dead_letter import MAX_ERROR_MESSAGE_CHARS
+from deepfake_stream.schemas.validate import DEFAULT_MAX_JSON_DEPTH
 
 MAX_TEXT_CHARS = 100
 MAX_MESSAGE_BYTES = 4_096

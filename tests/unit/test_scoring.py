@@ -7,12 +7,12 @@ from dataclasses import replace
 
 import pytest
 
-from consumers.scoring import document_scores, prepare, score_prepared, verdict_for
-from models.base import Detector
-from models.kinds import build_detector
-from routing.decide import choose_model
-from routing.registry import ModelConfig, Registry, load_registry
-from schemas import InputItem, RoutedItem, Verdict
+from deepfake_stream.consumers.scoring import document_scores, prepare, score_prepared, verdict_for
+from deepfake_stream.models.base import Detector
+from deepfake_stream.models.kinds import build_detector
+from deepfake_stream.models.registry import ModelConfig, Registry, load_registry
+from deepfake_stream.routing.decide import choose_model
+from deepfake_stream.schemas import InputItem, RoutedItem, Verdict
 from tests.texts import HUMAN, TURKISH, ai_english, evade, long_human_with_ai_section
 
 

@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from models.base import DetectorSpec
-from models.shared import SharedDetectors
+from deepfake_stream.models.base import DetectorSpec
+from deepfake_stream.models.shared import SharedDetectors
 from tests.doubles import EchoDetector, register_doubles
 
 
@@ -29,7 +29,7 @@ class CountingDetector(EchoDetector):
 @pytest.fixture
 def spec() -> DetectorSpec:
     register_doubles()
-    from models.kinds import register_kind
+    from deepfake_stream.models.kinds import register_kind
 
     register_kind("counting", CountingDetector)
     CountingDetector.loads = CountingDetector.unloads = 0
@@ -61,7 +61,7 @@ async def test_different_options_or_device_are_different_copies(spec: DetectorSp
 async def test_a_failed_load_is_not_cached(spec: DetectorSpec) -> None:
     pool = SharedDetectors()
     failing = replace(spec, kind="failing-load")
-    from models.kinds import register_kind
+    from deepfake_stream.models.kinds import register_kind
 
     class FailingLoad(EchoDetector):
         async def load(self) -> None:
@@ -87,8 +87,8 @@ async def test_the_ensemble_shares_members_with_the_worker_that_serves_them(
 ) -> None:
     """The real ensemble code and its committed stacker; its members are counting doubles
     registered under the members' ids, loaded the way a worker loads them."""
-    from deepfake_stream.services import load_detectors
-    from routing.registry import load_registry, registry_from_dict
+    from deepfake_stream.consumers.service import load_detectors
+    from deepfake_stream.models.registry import load_registry, registry_from_dict
 
     shipped = load_registry().resolve("large-ensemble")
     members = ["tiny-tfidf", "small-perplexity", "medium-embedding"]
@@ -116,7 +116,7 @@ async def test_the_ensemble_shares_members_with_the_worker_that_serves_them(
         (score,) = ensemble.predict_batch(["one shared text"])
         assert set(score.details) == set(members)
     finally:
-        from models.shared import SHARED
+        from deepfake_stream.models.shared import SHARED
 
         for d in reversed(list(loaded.values())):
             await SHARED.release(d)

@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from deepfake_stream.settings import load_settings
+from deepfake_stream.core.settings import load_settings
+from deepfake_stream.models.kinds import build_detector
+from deepfake_stream.models.registry import load_registry
+from deepfake_stream.schemas import Verdict
 from deepfake_stream.shim import create_app
 from deepfake_stream.shim.auth import RateLimiter, key_matches, parse_keys
 from deepfake_stream.shim.sentences import sentence_spans
-from models.kinds import build_detector
-from routing.registry import load_registry
-from schemas import Verdict
 from tests.doubles import FailingDetector
 from tests.integration.harness import cli_command
 

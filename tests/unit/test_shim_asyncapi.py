@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from deepfake_stream.asyncapi import asyncapi_document
-from deepfake_stream.settings import load_settings
+from deepfake_stream.core.settings import load_settings
 from deepfake_stream.shim import create_app
 
 

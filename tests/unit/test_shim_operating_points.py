@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from schemas import Verdict
+from deepfake_stream.schemas import Verdict
 from tests.integration.test_operating_points import tiny_registry
 from tests.unit.test_shim import TEXT, assert_error, make_client
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from consumers.stage import BatchResult, Outgoing, StageRunner
+from deepfake_stream.core.stage import BatchResult, Outgoing, StageRunner
 
 TOPIC = "in"
 TP0 = TopicPartition(TOPIC, 0)

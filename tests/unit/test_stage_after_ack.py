@@ -7,7 +7,7 @@ from typing import Any
 
 from aiokafka.structs import ConsumerRecord
 
-from consumers.stage import BatchResult, Outgoing
+from deepfake_stream.core.stage import BatchResult, Outgoing
 from tests.unit.test_stage import TP0, kinds, make_runner
 
 

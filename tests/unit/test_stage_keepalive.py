@@ -9,7 +9,7 @@ from typing import Any
 
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from consumers.stage import BatchResult, StageRunner
+from deepfake_stream.core.stage import BatchResult, StageRunner
 from tests.unit.test_stage import TP0, TP1, FakeConsumer, FakeProducer
 
 

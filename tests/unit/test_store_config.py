@@ -9,7 +9,7 @@ import pytest
 
 from deepfake_stream.cli import build_parser
 from deepfake_stream.commands import up
-from deepfake_stream.settings import load_settings
+from deepfake_stream.core.settings import load_settings
 from deepfake_stream.store.db import database_url, redacted_url, state_dir
 
 

@@ -6,10 +6,10 @@ import hashlib
 import json
 from datetime import UTC, datetime
 
-from deepfake_stream.settings import load_settings
+from deepfake_stream.core.settings import load_settings
+from deepfake_stream.schemas.dead_letter import DeadLetter
 from deepfake_stream.shim.auth import key_id, parse_keys, parse_principals, principal_of
 from deepfake_stream.store.rows import dead_letter_row, parse_time, verdict_row
-from schemas.dead_letter import DeadLetter
 from tests.store_db import record, verdict_doc
 
 NOW = datetime(2026, 12, 4, tzinfo=UTC)

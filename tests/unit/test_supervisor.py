@@ -13,8 +13,8 @@ import pytest
 
 from deepfake_stream import supervisor as sup_module
 from deepfake_stream.commands import up
+from deepfake_stream.core.settings import load_settings
 from deepfake_stream.embedded_broker import free_port
-from deepfake_stream.settings import load_settings
 from deepfake_stream.supervisor import MAX_BACKOFF_S, STABLE_AFTER_S, Child, Supervisor
 
 # The child's behaviour comes from its args, as `deepfake-stream <args>` would.

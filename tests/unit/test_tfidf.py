@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepfake_stream.errors import ArtifactIntegrityError
-from models.artifacts import artifact_dir
-from models.base import Detector
-from models.dataset import load_labelled
-from models.kinds import build_detector
-from models.tfidf import TfidfModel, char_wb_ngrams, prepare, word_ngrams
-from routing.registry import load_registry, registry_from_dict
+from deepfake_stream.core.errors import ArtifactIntegrityError
+from deepfake_stream.models.artifacts import artifact_dir
+from deepfake_stream.models.base import Detector
+from deepfake_stream.models.dataset import load_labelled
+from deepfake_stream.models.kinds import build_detector
+from deepfake_stream.models.registry import load_registry, registry_from_dict
+from deepfake_stream.models.tfidf import TfidfModel, char_wb_ngrams, prepare, word_ngrams
 from tests.detector_contract import ODD_TEXTS, TEXTS, DetectorContract
 
 DATA = Path(__file__).parents[1] / "data" / "labelled_small.jsonl"
@@ -28,7 +28,7 @@ class TestTinyTfidf(DetectorContract):
 
 
 def _tiny_pipeline():
-    from models.tfidf_train import DEFAULTS, build_pipeline
+    from deepfake_stream.models.tfidf_train import DEFAULTS, build_pipeline
 
     examples = load_labelled(DATA)
     opts = {**DEFAULTS, "min_df": 1, "char_max_features": 3000, "word_max_features": 1000}
@@ -37,7 +37,7 @@ def _tiny_pipeline():
 
 
 def test_numpy_transform_matches_sklearn() -> None:
-    from models.tfidf_train import export
+    from deepfake_stream.models.tfidf_train import export
 
     pipeline, texts = _tiny_pipeline()
     payload = json.loads(json.dumps(export(pipeline)))  # through JSON, as it is stored
@@ -104,8 +104,8 @@ async def test_copied_artifact_has_the_same_version(tmp_path: Path) -> None:
 
 
 def test_train_writes_a_loadable_artifact(tmp_path: Path) -> None:
-    from models.artifacts import load_verified
-    from models.training import train
+    from deepfake_stream.models.artifacts import load_verified
+    from deepfake_stream.models.training import train
 
     registry = registry_from_dict(
         {

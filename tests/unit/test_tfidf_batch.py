@@ -15,9 +15,16 @@ import re
 import numpy as np
 import pytest
 
-from models import tfidf_fast
-from models.tfidf import _WHITESPACE, ANALYZERS, FORMAT, TOKENIZER, TfidfModel, prepare
-from routing.registry import load_registry
+from deepfake_stream.models import tfidf_fast
+from deepfake_stream.models.registry import load_registry
+from deepfake_stream.models.tfidf import (
+    _WHITESPACE,
+    ANALYZERS,
+    FORMAT,
+    TOKENIZER,
+    TfidfModel,
+    prepare,
+)
 from tests.detector_contract import ODD_TEXTS, TEXTS
 from tests.unit.test_tfidf_fast import _reference_decision
 
@@ -43,7 +50,7 @@ ADVERSARIAL = [
 
 
 def _committed() -> TfidfModel:
-    from models.artifacts import artifact_dir, load_verified
+    from deepfake_stream.models.artifacts import artifact_dir, load_verified
 
     spec = load_registry().resolve("tiny-tfidf")
     return TfidfModel(

@@ -7,8 +7,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from models.tfidf import ANALYZERS, TfidfModel, fast_grams, prepare
-from routing.registry import load_registry
+from deepfake_stream.models.registry import load_registry
+from deepfake_stream.models.tfidf import ANALYZERS, TfidfModel, fast_grams, prepare
 from tests.detector_contract import ODD_TEXTS, TEXTS
 
 PROBES = [
@@ -51,7 +51,7 @@ def test_word_grams_match_reference() -> None:
 
 
 def test_committed_model_scores_identically() -> None:
-    from models.artifacts import artifact_dir, load_verified
+    from deepfake_stream.models.artifacts import artifact_dir, load_verified
 
     spec = load_registry().resolve("tiny-tfidf")
     manifest = load_verified(artifact_dir(spec.artifact or "tiny-tfidf"))

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
-from deepfake_stream import topics as topics_mod
 from deepfake_stream.cli import main
-from deepfake_stream.errors import ConfigError
-from deepfake_stream.settings import KafkaSettings, Settings, TopicSettings
-from deepfake_stream.topics import (
+from deepfake_stream.core import topics as topics_mod
+from deepfake_stream.core.errors import ConfigError
+from deepfake_stream.core.settings import KafkaSettings, Settings, TopicSettings
+from deepfake_stream.core.topics import (
     DEFAULT_TOPICS_FILE,
     TopicDefinition,
     ensure_topics,
@@ -56,19 +56,18 @@ def test_contract_topics_are_all_there() -> None:
 
 
 def test_package_copy_and_deploy_copy_are_identical() -> None:
-    assert DEFAULT_TOPICS_FILE.parent.name == "deepfake_stream"
+    assert DEFAULT_TOPICS_FILE.parent.name == "core"
     assert not DEPLOY_COPY.is_symlink()
     assert DEPLOY_COPY.read_bytes() == DEFAULT_TOPICS_FILE.read_bytes(), (
-        "deploy/kafka/topics.yaml differs from deepfake_stream/topics.yaml: "
-        "cp deepfake_stream/topics.yaml deploy/kafka/topics.yaml"
+        "deploy/kafka/topics.yaml differs from deepfake_stream/core/topics.yaml: "
+        "cp deepfake_stream/core/topics.yaml deploy/kafka/topics.yaml"
     )
 
 
 def test_topics_yaml_ships_as_package_data() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    data = pyproject["tool"]["setuptools"].get("package-data", {}).get("deepfake_stream", [])
-    if not any(pattern in ("topics.yaml", "*.yaml") for pattern in data):
-        pytest.skip("pyproject.toml does not list deepfake_stream/topics.yaml as package data yet")
+    data = pyproject["tool"]["setuptools"]["package-data"]["deepfake_stream.core"]
+    assert any(pattern in ("topics.yaml", "*.yaml") for pattern in data)
 
 
 def test_raw_config_values_are_strings() -> None:

@@ -10,7 +10,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind
 
-from deepfake_stream.tracing import _has_processors, _unrecorded_span, carrier_of, parent_context
+from deepfake_stream.core.tracing import (
+    _has_processors,
+    _unrecorded_span,
+    carrier_of,
+    parent_context,
+)
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = {"traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01", "tracestate": "vendor=x"}

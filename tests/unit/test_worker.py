@@ -12,14 +12,15 @@ from typing import Any
 import pytest
 from aiokafka.structs import ConsumerRecord
 
-from consumers.stage import BatchResult, Outgoing
-from consumers.worker import Worker
-from deepfake_stream.errors import InvalidInput
-from deepfake_stream.settings import Settings, load_settings
-from models.base import Score
-from routing.liveness import now_ms
-from routing.registry import Registry, registry_from_dict
-from schemas import RoutedItem, RoutingEnvelope, Verdict, parse_headers
+from deepfake_stream.consumers.worker import Worker
+from deepfake_stream.core.errors import InvalidInput
+from deepfake_stream.core.headers import parse_headers
+from deepfake_stream.core.liveness import now_ms
+from deepfake_stream.core.settings import Settings, load_settings
+from deepfake_stream.core.stage import BatchResult, Outgoing
+from deepfake_stream.models.base import Score
+from deepfake_stream.models.registry import Registry, registry_from_dict
+from deepfake_stream.schemas import RoutedItem, RoutingEnvelope, Verdict
 from tests.doubles import EchoDetector, FailingDetector, PoisonDetector
 
 TRACEPARENT = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
@@ -362,7 +363,7 @@ async def test_culprit_alone_is_handed_on(settings: Settings, executor: ThreadPo
 async def test_the_modal_bridges_first_batch_carries_the_remote_model_version(
     settings: Settings, executor: ThreadPoolExecutor
 ) -> None:
-    from consumers.modal_bridge import ModalDetector
+    from deepfake_stream.consumers.modal_bridge import ModalDetector
     from tests.modal_fakes import FakeRemote
 
     spec = make_registry().models["m"].spec("remote")
@@ -394,7 +395,7 @@ class HangsUntilReleased(EchoDetector):
 async def test_a_hung_inference_hands_on_and_unadvertises_until_it_returns() -> None:
     import asyncio
 
-    from consumers.inference_thread import InferenceThread
+    from deepfake_stream.consumers.inference_thread import InferenceThread
 
     settings = load_settings({("worker", "batch_timeout_s"): 0.2})
     detector = echo(HangsUntilReleased)

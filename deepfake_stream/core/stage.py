@@ -34,7 +34,7 @@ from aiokafka.errors import (
 )
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from deepfake_stream.metrics import observe_batch
+from deepfake_stream.core.metrics import observe_batch
 
 log = logging.getLogger(__name__)
 

@@ -9,13 +9,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from deepfake_stream.errors import ConfigError, UnknownModel
-from models.base import DetectorSpec
-from models.operating_points import ConfidenceBands, OperatingPoint
-from schemas.items import BackendName
+from deepfake_stream.core.errors import ConfigError, UnknownModel
+from deepfake_stream.core.settings import Settings
+from deepfake_stream.models.base import DetectorSpec
+from deepfake_stream.models.operating_points import ConfidenceBands, OperatingPoint
+from deepfake_stream.schemas.items import BackendName
 
 Size = Literal["tiny", "small", "medium", "large"]
-DEFAULT_REGISTRY = Path(__file__).with_name("models.yaml")
+DEFAULT_REGISTRY = Path(__file__).with_name("registry.yaml")
 
 # Size decides the default target: the bigger the model, the more it wants a GPU.
 SIZE_CHAINS: dict[str, tuple[BackendName, ...]] = {
@@ -27,7 +28,7 @@ SIZE_CHAINS: dict[str, tuple[BackendName, ...]] = {
 
 
 class ModelEntry(BaseModel):
-    """One entry of routing/models.yaml."""
+    """One entry of models/registry.yaml."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -209,3 +210,8 @@ def load_registry(path: Path | None = None, *, default_model: str = "tiny-tfidf"
     except FileNotFoundError:
         raise ConfigError(f"model registry {path} not found (set MODELS_CONFIG)") from None
     return registry_from_dict(doc or {}, default_model=default_model, source=str(path))
+
+
+def registry_for(settings: Settings) -> Registry:
+    """The registry a service runs with: ``MODELS_CONFIG``, with ``MODELS_DEFAULT`` as default."""
+    return load_registry(settings.models.config, default_model=settings.models.default)

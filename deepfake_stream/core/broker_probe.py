@@ -16,8 +16,8 @@ import socket
 from dataclasses import dataclass
 from typing import Literal
 
-from deepfake_stream.errors import ConfigError
-from deepfake_stream.settings import Settings
+from deepfake_stream.core.errors import ConfigError
+from deepfake_stream.core.settings import Settings
 
 HINT = (
     "start one with `make run` (or `.venv/bin/deepfake-stream up`), or set "
@@ -64,7 +64,7 @@ async def _kafka_handshake(settings: Settings, timeout: float) -> str | None:
     """None when a broker answered a metadata request within ``timeout``, else why not."""
     from aiokafka.client import AIOKafkaClient
 
-    from deepfake_stream.kafka import client_kwargs
+    from deepfake_stream.core.kafka import client_kwargs
 
     client = AIOKafkaClient(
         **client_kwargs(settings, role="probe"),

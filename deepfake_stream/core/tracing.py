@@ -33,7 +33,7 @@ from opentelemetry.trace.propagation import set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
-from consumers.stage import Outgoing
+from deepfake_stream.core.stage import Outgoing
 
 INSTRUMENTATION = "deepfake_stream"
 

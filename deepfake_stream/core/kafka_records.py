@@ -10,7 +10,8 @@ it on any partition ever moved).
 :func:`install` makes the fetcher unpack record batches through :class:`TolerantMemoryRecords`:
 batches are still decoded by aiokafka's C code, and only a batch that fails with
 ``UnicodeDecodeError`` is decoded again in Python with undecodable header-key bytes replaced
-by U+FFFD, the same rule :func:`schemas.parse_headers` applies to header values. The record
+by U+FFFD, the same rule :func:`deepfake_stream.core.headers.parse_headers` applies to header
+values. The record
 then flows like any other (its odd header is ignored: no stage reads unknown headers), so it
 gets exactly one verdict, or the dead letter its value deserves.
 """

@@ -27,7 +27,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
-from deepfake_stream.settings import Settings
+from deepfake_stream.core.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -165,7 +165,7 @@ class RedisStore:
             return
 
         async def write() -> None:
-            from schemas import utc_now_iso
+            from deepfake_stream.schemas import utc_now_iso
 
             now = utc_now_iso()
             pipe = self._client.pipeline(transaction=False)

@@ -1,4 +1,4 @@
-"""Write calibrated fields into routing/models.yaml without losing its comments.
+"""Write calibrated fields into models/registry.yaml without losing its comments.
 
 PyYAML cannot round-trip comments, so the file is edited as text: inside one model's entry,
 the keys ``calibrate`` owns (and the hand-set ``threshold`` they replace) are removed and the
@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from deepfake_stream.errors import ConfigError
+from deepfake_stream.core.errors import ConfigError
 
 OWNED_KEYS = (
     "threshold",
@@ -65,7 +65,7 @@ def _without_owned(body: list[str]) -> list[str]:
 
 
 def update_model(text: str, model_id: str, fields: dict[str, Any]) -> str:
-    """``text`` (a models.yaml) with ``fields`` as the calibrated keys of ``model_id``."""
+    """``text`` (a registry.yaml) with ``fields`` as the calibrated keys of ``model_id``."""
     lines = text.splitlines()
     start, end = _entry_bounds(lines, model_id)
     block = yaml.safe_dump(fields, sort_keys=False, default_flow_style=None, width=100)
@@ -76,7 +76,7 @@ def update_model(text: str, model_id: str, fields: dict[str, Any]) -> str:
 
 def write_model(path: Path, model_id: str, fields: dict[str, Any]) -> None:
     """Update ``path`` in place (re-read just before, replaced atomically), validated."""
-    from routing.registry import registry_from_dict
+    from deepfake_stream.models.registry import registry_from_dict
 
     text = update_model(path.read_text(), model_id, fields)
     doc = yaml.safe_load(text) or {}

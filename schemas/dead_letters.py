@@ -13,8 +13,8 @@ from __future__ import annotations
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import ConsumerRecord
 
-from consumers.stage import Outgoing
-from schemas.dead_letter import DeadLetter, DlqReason, DlqStage
+from deepfake_stream.core.stage import Outgoing
+from deepfake_stream.schemas.dead_letter import DeadLetter, DlqReason, DlqStage
 
 TRUNCATED_HEADER = "dlq.truncated"
 TRACE_ROOM_BYTES = 1_024

@@ -15,9 +15,9 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from deepfake_stream.kafka import make_consumer
-from deepfake_stream.settings import Settings
-from schemas import parse_headers
+from deepfake_stream.core.headers import parse_headers
+from deepfake_stream.core.kafka import make_consumer
+from deepfake_stream.core.settings import Settings
 
 
 @dataclass(frozen=True)

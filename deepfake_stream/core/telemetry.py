@@ -21,7 +21,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from deepfake_stream.settings import Settings
+from deepfake_stream.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_se
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from deepfake_stream.settings import BACKENDS, Settings
+from deepfake_stream.core.settings import BACKENDS, Settings
 
 if TYPE_CHECKING:
-    from consumers.stage import Outgoing
-    from routing.liveness import LivenessView
+    from deepfake_stream.core.liveness import LivenessView
+    from deepfake_stream.core.stage import Outgoing
 
 log = logging.getLogger(__name__)
 

@@ -1,132 +1,32 @@
-"""One lifespan per service: connect, load, serve, then tear down in reverse order.
-
-``serve_router`` and ``serve_worker`` are what ``deepfake-stream router`` and
-``deepfake-stream worker`` run; tests call them in-process with their own settings, stop
-event and (for workers) detector doubles.
-"""
+"""A worker as a service: connect, load its backend's models, serve, then tear down in reverse
+order. ``deepfake-stream worker`` and ``deepfake-stream modal-bridge`` run :func:`serve_worker`;
+tests call it in-process with their own settings, stop event and detector doubles."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-import signal
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 
-from aiokafka import AIOKafkaProducer
-
-from consumers.inference_thread import InferenceThread
-from consumers.stage import StageRunner
-from consumers.worker import OUTPUT_MARGIN_S, Worker
-from deepfake_stream.errors import ConfigError
-from deepfake_stream.kafka import make_consumer, make_producer, wait_for_broker
-from deepfake_stream.metrics import metrics_server, watch_liveness
-from deepfake_stream.redis_store import RedisStore
-from deepfake_stream.settings import Settings
-from deepfake_stream.telemetry import setup_telemetry, shutdown_telemetry
-from deepfake_stream.topics import ensure_topics
-from models.base import Detector
-from models.shared import SHARED
-from routing.liveness import HeartbeatPublisher, LivenessView
-from routing.registry import Registry, load_registry
-from routing.router import Router
+from deepfake_stream.consumers.inference_thread import InferenceThread
+from deepfake_stream.consumers.redis_store import RedisStore
+from deepfake_stream.consumers.worker import OUTPUT_MARGIN_S, Worker
+from deepfake_stream.core.errors import ConfigError
+from deepfake_stream.core.kafka import make_consumer
+from deepfake_stream.core.liveness import HeartbeatPublisher
+from deepfake_stream.core.metrics import metrics_server, watch_liveness
+from deepfake_stream.core.service import kafka_lifespan, liveness_view, run_stage
+from deepfake_stream.core.settings import Settings
+from deepfake_stream.core.stage import StageRunner
+from deepfake_stream.core.telemetry import setup_telemetry, shutdown_telemetry
+from deepfake_stream.models.base import Detector
+from deepfake_stream.models.registry import Registry, registry_for
+from deepfake_stream.models.shared import SHARED
 
 log = logging.getLogger(__name__)
-
-
-def registry_for(settings: Settings) -> Registry:
-    return load_registry(settings.models.config, default_model=settings.models.default)
-
-
-def stop_on_signals(stop: asyncio.Event) -> None:
-    """SIGTERM and Ctrl-C ask the service to drain its batch, commit, and exit."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
-
-@asynccontextmanager
-async def kafka_lifespan(settings: Settings, role: str) -> AsyncIterator[AIOKafkaProducer]:
-    await wait_for_broker(settings)
-    await ensure_topics(settings)
-    producer = make_producer(settings, role=role)
-    await producer.start()
-    try:
-        yield producer
-    finally:
-        await producer.stop()  # flushes what is still buffered
-
-
-@asynccontextmanager
-async def liveness_view(settings: Settings) -> AsyncIterator[LivenessView]:
-    view = LivenessView(settings)
-    await view.start()
-    try:
-        yield view
-    finally:
-        await view.stop()
-
-
-async def _run_stage(
-    settings: Settings, runner: StageRunner, *, role: str, count: int | None, timeout: float | None
-) -> int:
-    await runner.consumer.start()
-    try:
-        runner.subscribe()
-        log.info("%s consuming %s (group %s)", role, list(runner.topics), runner.consumer._group_id)
-        return await runner.run(count=count, timeout=timeout)
-    finally:
-        await runner.consumer.stop()
-
-
-async def serve_router(
-    settings: Settings,
-    *,
-    registry: Registry | None = None,
-    stop: asyncio.Event | None = None,
-    count: int | None = None,
-    timeout: float | None = None,
-) -> int:
-    registry = registry or registry_for(settings)
-    stop = stop or asyncio.Event()
-    setup_telemetry(settings, "router")
-    async with (
-        kafka_lifespan(settings, "router") as producer,
-        liveness_view(settings) as view,
-    ):
-        watch_liveness(view)
-        router = Router(settings, registry, view)
-        runner = StageRunner(
-            consumer=make_consumer(
-                settings, group_id=f"{settings.kafka.group_prefix}.router", role="router"
-            ),
-            producer=producer,
-            handler=router,
-            stage="router",
-            topics=[settings.topics.input],
-            max_batch_size=settings.worker.max_batch_size * 4,
-            backlog_batch_size=settings.worker.backlog_batch_size * 4,
-            max_wait_ms=0,  # routing is cheap: never wait to fill a batch
-            stop=stop,
-            pipeline=settings.worker.pipeline,
-            fetch_idle_wait_ms=settings.kafka.fetch_idle_wait_ms,
-            fetch_idle_after_ms=settings.kafka.fetch_idle_after_ms,
-            max_attempts=settings.worker.max_batch_attempts,
-            batch_timeout_s=settings.worker.batch_timeout_s,
-        )
-        with metrics_server(settings, "router"):
-            n = await _run_stage(settings, runner, role="router", count=count, timeout=timeout)
-        shutdown_telemetry()
-        log.info(
-            "router stopped after %d items: routed %s, dead-lettered %s",
-            n,
-            router.routed,
-            router.dead,
-        )
-        return n
 
 
 def inference_threads(configured: int) -> int:
@@ -273,7 +173,7 @@ async def serve_worker(
         worker.on_advertised_change = beat.beat_soon
         await beat.start()
         stack.push_async_callback(beat.stop)  # announce leaving before the producer closes
-        n = await _run_stage(
+        n = await run_stage(
             settings, runner, role=f"{backend} worker", count=count, timeout=timeout
         )
         log.info(

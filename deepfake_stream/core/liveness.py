@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 
-from deepfake_stream.kafka import make_consumer
-from deepfake_stream.settings import Settings
+from deepfake_stream.core.kafka import make_consumer
+from deepfake_stream.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

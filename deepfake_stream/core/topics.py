@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from deepfake_stream.errors import ConfigError
-from deepfake_stream.settings import Settings, TopicSettings
+from deepfake_stream.core.errors import ConfigError
+from deepfake_stream.core.settings import Settings, TopicSettings
 
 __all__ = [
     "DEFAULT_TOPICS_FILE",
@@ -180,7 +180,7 @@ def kafka_cli_lines(
 def _admin_client(settings: Settings) -> Any:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from deepfake_stream.kafka import client_kwargs
+    from deepfake_stream.core.kafka import client_kwargs
 
     kwargs = client_kwargs(settings, role="topics")
     # client_kwargs serves producers and consumers too; pass only what the admin client takes.

@@ -88,7 +88,8 @@ class TopicSettings(BaseSettings):
     dlq: str = "detect.dlq"
     """Dead letters: original bytes plus dlq.* headers."""
     heartbeats: str = "detect.heartbeats"
-    """Worker liveness announcements the router and workers read (see routing/liveness.py)."""
+    """Worker liveness announcements the router and workers read (see
+    deepfake_stream/core/liveness.py)."""
 
     def backend(self, backend: Backend) -> str:
         return {"cpu": self.backend_cpu, "gpu": self.backend_gpu, "modal": self.backend_modal}[
@@ -242,7 +243,7 @@ class ModelSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MODELS_", **_FROZEN)
 
     config: Path | None = None
-    """Model registry file (default: the registry shipped in routing/models.yaml)."""
+    """Model registry file (default: the registry shipped in models/registry.yaml)."""
     default: str = "tiny-tfidf"
     """Model used when an item's model_id is null."""
     only: str | None = None

@@ -12,8 +12,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.helpers import create_ssl_context
 
-from deepfake_stream.kafka_records import install as install_tolerant_records
-from deepfake_stream.settings import Settings
+from deepfake_stream.core.kafka_records import install as install_tolerant_records
+from deepfake_stream.core.settings import Settings
 
 
 def client_kwargs(settings: Settings, *, role: str = "") -> dict[str, Any]:
@@ -78,7 +78,7 @@ def first_bootstrap(settings: Settings) -> tuple[str, int]:
 async def wait_for_broker(settings: Settings, timeout: float = 30.0) -> None:
     """Wait until a broker answers a Kafka handshake (not just a TCP connect); after
     ``timeout`` s raise BrokerUnavailable, whose one line says what was tried and what to do."""
-    from deepfake_stream.broker_probe import BrokerUnavailable, probe
+    from deepfake_stream.core.broker_probe import BrokerUnavailable, probe
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
