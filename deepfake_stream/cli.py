@@ -203,7 +203,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
         settings = tuple(getattr(module, "SETTINGS", ()))
         _settings_flags(p, settings)
         p.usage = _literal(own.format_help().strip().removeprefix("usage: ")) + (
-            " [SETTING ...]" if settings else ""
+            " [--SETTING VALUE ...]" if settings else ""
         )
     return parser, modules
 
