@@ -13,6 +13,12 @@ from pathlib import Path
 from deepfake_stream.core.settings import Settings
 
 HELP = "write the AsyncAPI document of all topics and messages (YAML or JSON)"
+SETTINGS = ("topics",)
+EXAMPLES = """\
+  deepfake-stream asyncapi --out docs/asyncapi.yaml
+  deepfake-stream asyncapi --format json > asyncapi.json
+  deepfake-stream asyncapi --topic-input acme.detect.in --out acme-asyncapi.yaml
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -14,11 +14,6 @@
 
 Uses KAFKA_BOOTSTRAP_SERVERS when it answers, otherwise starts the embedded broker on a
 free port. Prints tables and PASS/MISS per goal; --json prints one JSON object last.
-
-examples:
-  deepfake-stream bench
-  deepfake-stream bench pipeline --model tiny-tfidf --n 5000 --json
-  deepfake-stream bench model --model medium-embedding --sweep --plot docs/batching.png
 """
 
 from __future__ import annotations
@@ -31,6 +26,23 @@ from pathlib import Path
 from deepfake_stream.core.settings import Settings
 
 HELP = "benchmarks: relay ceiling, offline model throughput, pipeline (tables, --json)"
+SETTINGS = (
+    "kafka",
+    "topics",
+    "redis",
+    "limits",
+    "worker",
+    "router",
+    "models",
+    "metrics",
+    "telemetry",
+    "database",
+)
+EXAMPLES = """\
+  deepfake-stream bench
+  deepfake-stream bench pipeline --model tiny-tfidf --n 5000 --json
+  deepfake-stream bench model --model medium-embedding --sweep --plot docs/batching.png
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,11 +11,6 @@ writes all of it, with the data it was measured on, into the model's registry en
 With fewer human texts than 1/target, a target FPR cannot be measured, only bounded: the
 FPR is reported with its 95% upper bound and n. Figures per set and domain use thresholds
 chosen on the same pooled data; the cross-set table chooses them on the other sets only.
-
-examples:
-  deepfake-stream calibrate --model tiny-tfidf --data human_ai_corpus.jsonl:test \\
-      --data ood_dev/fastdetect_family.jsonl --data ood_dev/outfox.jsonl
-  deepfake-stream calibrate --model small-perplexity --per-cell 60 --data ... --dry-run
 """
 
 from __future__ import annotations
@@ -45,6 +40,13 @@ from deepfake_stream.models.registry import DEFAULT_REGISTRY, load_registry
 from deepfake_stream.models.registry_write import write_model
 
 HELP = "choose operating points at target FPRs on held-out human texts; write the registry"
+SETTINGS = ("limits", "models")
+EXAMPLES = """\
+  deepfake-stream calibrate --model tiny-tfidf --data human_ai_corpus.jsonl:test \\
+      --data ood_dev/fastdetect_family.jsonl --data ood_dev/outfox.jsonl
+  deepfake-stream calibrate --model small-perplexity --per-cell 60 \\
+      --data human_ai_corpus.jsonl:test --dry-run
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -14,6 +14,12 @@ from collections.abc import Awaitable, Callable
 from deepfake_stream.core.settings import Settings
 
 HELP = "verdict store database: upgrade (migrate), prune (retention), current (revision)"
+SETTINGS = ("database",)
+EXAMPLES = """\
+  deepfake-stream db upgrade
+  deepfake-stream db prune --database-verdict-retention-days 30
+  deepfake-stream db current --database-url postgresql://postgres@127.0.0.1:5432/verdicts
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,11 +13,6 @@ metrics per value of any field of the rows (domain, generator, language, ...) un
 
 --split test scores the 20% that `deepfake-stream train` held out (same topic-grouped split
 and --seed); the default, all, scores the whole file, e.g. your own labelled data.
-
-examples:
-  deepfake-stream evaluate --model tiny-tfidf --data mine.jsonl
-  deepfake-stream evaluate --model tiny-tfidf --data human_ai_corpus.jsonl --split test --json
-  deepfake-stream evaluate --model tiny-tfidf --data outfox.jsonl --by generator --json
 """
 
 from __future__ import annotations
@@ -35,6 +30,12 @@ from deepfake_stream.models.metrics import metrics_table
 from deepfake_stream.models.registry import load_registry
 
 HELP = "score labelled JSONL: AUROC, accuracy, F1, TPR@1%FPR, FPR/TPR at threshold, texts/s"
+SETTINGS = ("limits", "models")
+EXAMPLES = """\
+  deepfake-stream evaluate --model tiny-tfidf --data mine.jsonl
+  deepfake-stream evaluate --model tiny-tfidf --data human_ai_corpus.jsonl --split test --json
+  deepfake-stream evaluate --model tiny-tfidf --data outfox.jsonl --by generator --json
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

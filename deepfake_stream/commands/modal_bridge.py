@@ -18,6 +18,22 @@ from deepfake_stream.commands._run import add_bounded_run, run_until_signalled
 from deepfake_stream.core.settings import Settings
 
 HELP = "score the Modal backend topic on the deployed Modal app"
+SETTINGS = (
+    "kafka",
+    "topics",
+    "redis",
+    "limits",
+    "worker",
+    "modal",
+    "models",
+    "metrics",
+    "telemetry",
+)
+EXAMPLES = """\
+  deepfake-stream modal-bridge
+  deepfake-stream modal-bridge --modal-app-name deepfake-stream --modal-timeout-s 60
+  deepfake-stream modal-bridge --modal-max-inflight 8 --metrics-port 9102
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

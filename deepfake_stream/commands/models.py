@@ -22,6 +22,12 @@ from deepfake_stream.models.kinds import build_detector
 from deepfake_stream.models.registry import ModelConfig, load_registry
 
 HELP = "list registered models: id, version, size, backends, status"
+SETTINGS = ("models",)
+EXAMPLES = """\
+  deepfake-stream models
+  deepfake-stream models --no-load --json
+  deepfake-stream models --models-config my-registry.yaml
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,6 +13,12 @@ from pathlib import Path
 from deepfake_stream.core.settings import Settings
 
 HELP = "publish input items from a JSONL file (progress bar, --rate)"
+SETTINGS = ("kafka", "topics", "limits")
+EXAMPLES = """\
+  deepfake-stream produce deepfake_stream/demo.jsonl
+  deepfake-stream produce items.jsonl --rate 200 --limit 10000
+  deepfake-stream produce broken.jsonl --raw --kafka-bootstrap-servers kafka:9092
+"""
 log = logging.getLogger(__name__)
 
 

@@ -35,6 +35,13 @@ from deepfake_stream.core.settings import Settings
 from deepfake_stream.schemas import DLQ_REASONS
 
 HELP = "re-score history (offsets, time range, ids) or replay the DLQ"
+SETTINGS = ("kafka", "topics", "redis", "limits", "worker", "models")
+EXAMPLES = """\
+  deepfake-stream replay --since 2026-12-01T00:00:00Z --until 2026-12-02T00:00:00Z
+  deepfake-stream replay --offsets 0:100-200 --model tiny-tfidf --output-topic detect.shadow \\
+      --only-changed
+  deepfake-stream replay --dlq --reason no_live_backend
+"""
 log = logging.getLogger(__name__)
 
 

@@ -10,6 +10,12 @@ from deepfake_stream.commands._run import add_bounded_run, run_until_signalled
 from deepfake_stream.core.settings import Settings
 
 HELP = "run the routing consumer (detect.in -> detect.backend.*)"
+SETTINGS = ("kafka", "topics", "limits", "worker", "router", "models", "metrics", "telemetry")
+EXAMPLES = """\
+  deepfake-stream router
+  deepfake-stream router --kafka-bootstrap-servers kafka:9092 --metrics-port 9100
+  deepfake-stream router --router-hold-max-s 60 --count 1000 --timeout 120
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

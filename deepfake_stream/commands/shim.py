@@ -15,6 +15,23 @@ import signal
 from deepfake_stream.core.settings import Settings
 
 HELP = "serve the HTTP shim (REST API over the detectors and the pipeline)"
+SETTINGS = (
+    "kafka",
+    "topics",
+    "limits",
+    "worker",
+    "http",
+    "api",
+    "models",
+    "metrics",
+    "telemetry",
+    "database",
+)
+EXAMPLES = """\
+  deepfake-stream shim
+  DETECT_API_KEYS=change-me:acme deepfake-stream shim --http-host 0.0.0.0 --http-port 8080
+  deepfake-stream shim --http-rate-limit-rps 10 --timeout 60
+"""
 log = logging.getLogger("deepfake_stream.shim")
 
 

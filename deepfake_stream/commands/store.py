@@ -11,6 +11,12 @@ from deepfake_stream.commands._run import add_bounded_run, run_until_signalled
 from deepfake_stream.core.settings import Settings
 
 HELP = "write verdicts and dead letters to the verdict store (DATABASE_URL)"
+SETTINGS = ("kafka", "topics", "worker", "database", "metrics")
+EXAMPLES = """\
+  deepfake-stream store
+  deepfake-stream store --database-url postgresql://postgres@127.0.0.1:5432/verdicts
+  deepfake-stream store --database-store-batch-size 1000 --count 5000 --timeout 60
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

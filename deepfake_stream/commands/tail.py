@@ -14,6 +14,12 @@ import sys
 from deepfake_stream.core.settings import Settings
 
 HELP = "print verdicts (or --dlq dead letters) as they arrive"
+SETTINGS = ("kafka", "topics")
+EXAMPLES = """\
+  deepfake-stream tail
+  deepfake-stream tail --dlq --from-beginning
+  deepfake-stream tail --json --count 10 --timeout 30 --topic-verdicts detect.verdicts
+"""
 log = logging.getLogger("deepfake_stream.tail")
 
 

@@ -26,6 +26,12 @@ from deepfake_stream.core.topics import (
 )
 
 HELP = "show or create (--apply) the Kafka topics on a cluster"
+SETTINGS = ("kafka", "topics")
+EXAMPLES = """\
+  deepfake-stream topics
+  deepfake-stream topics --apply --replication-factor 3 --kafka-bootstrap-servers kafka:9092
+  deepfake-stream topics --print-kafka-cli > create-topics.sh
+"""
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,6 @@ by topic so no topic is on both sides (--seed changes the split). Hyper-paramete
 chosen by cross-validation on the training side only; the held-out metrics are printed and
 stored in the artifact's manifest.json. The artifact is JSON/safetensors only, each file
 pinned by sha256; the model's version becomes <release>+sha256:<manifest hash>.
-
-examples:
-  deepfake-stream train --model tiny-tfidf --data human_ai_corpus.jsonl
-  deepfake-stream train --model tiny-tfidf --data mine.jsonl --out /tmp/tfidf-try --seed 7
 """
 
 from __future__ import annotations
@@ -26,6 +22,11 @@ from deepfake_stream.models.registry import load_registry
 from deepfake_stream.models.training import train
 
 HELP = "train a detector from labelled JSONL and write its safe artifact"
+SETTINGS = ("models",)
+EXAMPLES = """\
+  deepfake-stream train --model tiny-tfidf --data human_ai_corpus.jsonl
+  deepfake-stream train --model tiny-tfidf --data mine.jsonl --out /tmp/tfidf-try --seed 7
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

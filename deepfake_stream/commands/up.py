@@ -26,9 +26,15 @@ import time
 import uuid
 from pathlib import Path
 
-from deepfake_stream.core.settings import Settings, env_name
+from deepfake_stream.core.settings import GROUPS, Settings, env_name
 
 HELP = "run the whole system on one machine (embedded broker if none answers)"
+SETTINGS = tuple(GROUPS)  # its children read every setting: each flag is carried over to them
+EXAMPLES = """\
+  deepfake-stream up --demo
+  deepfake-stream up --worker-cpu-workers 2 --metrics-port 9100
+  KAFKA_BOOTSTRAP_SERVERS=kafka:9092 deepfake-stream up --timeout 600
+"""
 DEMO_FILE = Path(__file__).resolve().parent.parent / "demo.jsonl"
 log = logging.getLogger("deepfake_stream.up")
 

@@ -14,6 +14,13 @@ from typing import IO, Any
 from deepfake_stream.core.settings import Settings
 
 HELP = "an item's verdict history (verdicts ID), or bulk export (verdicts export)"
+SETTINGS = ("database",)
+EXAMPLES = """\
+  deepfake-stream verdicts item-42
+  deepfake-stream verdicts export --since 2026-12-01 --label ai --format csv -o ai.csv
+  deepfake-stream verdicts export --tenant acme \\
+      --database-url postgresql://postgres@127.0.0.1:5432/verdicts
+"""
 CSV_COLUMNS = [
     "id",
     "tenant",

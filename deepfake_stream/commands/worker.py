@@ -13,6 +13,12 @@ from deepfake_stream.commands._run import add_bounded_run, run_until_signalled
 from deepfake_stream.core.settings import Settings
 
 HELP = "run a scoring worker (--backend cpu|gpu)"
+SETTINGS = ("kafka", "topics", "redis", "limits", "worker", "models", "metrics", "telemetry")
+EXAMPLES = """\
+  deepfake-stream worker --backend cpu
+  deepfake-stream worker --backend gpu --worker-max-batch-size 128 --models-only medium-embedding
+  deepfake-stream worker --redis-url redis://127.0.0.1:6379/0 --metrics-port 9101
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

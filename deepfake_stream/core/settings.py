@@ -24,6 +24,8 @@ _FROZEN = {"frozen": True, "extra": "ignore", "use_attribute_docstrings": True}
 
 
 class KafkaSettings(BaseSettings):
+    """The brokers, how the clients authenticate, and client tuning."""
+
     model_config = SettingsConfigDict(env_prefix="KAFKA_", **_FROZEN)
 
     bootstrap_servers: str = "127.0.0.1:9092"
@@ -73,6 +75,8 @@ class KafkaSettings(BaseSettings):
 
 
 class TopicSettings(BaseSettings):
+    """Topic names (deploy/kafka/topics.yaml defines their partitions and configs)."""
+
     model_config = SettingsConfigDict(env_prefix="TOPIC_", **_FROZEN)
 
     input: str = "detect.in"
@@ -98,6 +102,8 @@ class TopicSettings(BaseSettings):
 
 
 class RedisSettings(BaseSettings):
+    """The optional verdict cache and de-duplication."""
+
     model_config = SettingsConfigDict(env_prefix="REDIS_", **_FROZEN)
 
     url: str | None = None
@@ -116,6 +122,8 @@ class RedisSettings(BaseSettings):
 
 
 class ModalSettings(BaseSettings):
+    """The Modal bridge's calls to the deployed Modal app."""
+
     model_config = SettingsConfigDict(env_prefix="MODAL_", **_FROZEN)
 
     app_name: str = "deepfake-stream"
@@ -136,6 +144,8 @@ class ModalSettings(BaseSettings):
 
 
 class HttpSettings(BaseSettings):
+    """Where the HTTP shim listens and what one request may ask of it."""
+
     model_config = SettingsConfigDict(env_prefix="HTTP_", **_FROZEN)
 
     host: str = "127.0.0.1"
@@ -164,6 +174,8 @@ class HttpSettings(BaseSettings):
 
 
 class ApiKeySettings(BaseSettings):
+    """Who may call the HTTP shim."""
+
     model_config = SettingsConfigDict(env_prefix="DETECT_", **_FROZEN)
 
     api_keys: SecretStr | None = None
@@ -173,6 +185,8 @@ class ApiKeySettings(BaseSettings):
 
 
 class LimitSettings(BaseSettings):
+    """What an input item may be; beyond it, it is dead-lettered (HTTP: 413/422)."""
+
     model_config = SettingsConfigDict(env_prefix="", **_FROZEN)
 
     max_text_chars: int = Field(100_000, ge=1)
@@ -189,6 +203,8 @@ class LimitSettings(BaseSettings):
 
 
 class WorkerSettings(BaseSettings):
+    """Micro-batching, liveness and shutdown of the scoring services."""
+
     model_config = SettingsConfigDict(env_prefix="WORKER_", **_FROZEN)
 
     max_batch_size: int = Field(64, ge=1, le=4096)
@@ -229,6 +245,8 @@ class WorkerSettings(BaseSettings):
 
 
 class RouterSettings(BaseSettings):
+    """How long and how much the router holds items with no live backend."""
+
     model_config = SettingsConfigDict(env_prefix="ROUTER_", **_FROZEN)
 
     hold_max_s: float = Field(300.0, gt=0)
@@ -240,6 +258,8 @@ class RouterSettings(BaseSettings):
 
 
 class ModelSettings(BaseSettings):
+    """The model registry and which models are used."""
+
     model_config = SettingsConfigDict(env_prefix="MODELS_", **_FROZEN)
 
     config: Path | None = None
@@ -251,6 +271,8 @@ class ModelSettings(BaseSettings):
 
 
 class MetricsSettings(BaseSettings):
+    """The Prometheus /metrics endpoint."""
+
     model_config = SettingsConfigDict(env_prefix="METRICS_", **_FROZEN)
 
     port: int = Field(0, ge=0, le=65535)
@@ -261,6 +283,8 @@ class MetricsSettings(BaseSettings):
 
 
 class TelemetrySettings(BaseSettings):
+    """OpenTelemetry trace export."""
+
     model_config = SettingsConfigDict(env_prefix="OTEL_", **_FROZEN)
 
     exporter_otlp_endpoint: str | None = None
@@ -269,6 +293,8 @@ class TelemetrySettings(BaseSettings):
 
 
 class DatabaseSettings(BaseSettings):
+    """The verdict store's database, its batching and retention."""
+
     model_config = SettingsConfigDict(env_prefix="DATABASE_", **_FROZEN)
 
     url: SecretStr | None = None
@@ -334,6 +360,23 @@ GROUPS: dict[str, type[BaseSettings]] = {
     name: field.annotation  # type: ignore[misc]
     for name, field in Settings.model_fields.items()
 }
+
+GROUP_TITLES: dict[str, str] = {
+    "kafka": "Kafka",
+    "topics": "topics",
+    "redis": "Redis",
+    "modal": "Modal",
+    "http": "HTTP shim",
+    "api": "API keys",
+    "limits": "input limits",
+    "worker": "worker",
+    "router": "router",
+    "models": "models",
+    "metrics": "metrics",
+    "telemetry": "tracing",
+    "database": "verdict store",
+}
+"""How `COMMAND --help` titles each group's settings; the class docstring describes it."""
 
 
 def env_name(group: str, field: str) -> str:
