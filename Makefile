@@ -84,6 +84,6 @@ quality: install
 # per-token statistics are cached under $$DEEPFAKE_STREAM_CACHE (about 30 min on 2 cores).
 .PHONY: curvature-study
 curvature-study: install
-	$(BIN)/python -m deepfake_stream.models.curvature_train --corpus $(DATA)/human_ai_corpus.jsonl \
+	$(BIN)/python -m deepfake_stream.models.training.curvature --corpus $(DATA)/human_ai_corpus.jsonl \
 		--dev $(DATA)/ood_dev/fastdetect_family.jsonl --dev $(DATA)/ood_dev/outfox.jsonl \
 		--feature-set curvature $(if $(WRITE),--write models/artifacts/small-curvature)

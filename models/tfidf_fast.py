@@ -3,8 +3,8 @@
 Scoring one n-gram at a time (slice a string, look it up in a dict, count it) costs about
 100 ns per n-gram in the interpreter, and a 1.3 KB text has about 6,000 of them. Here a
 micro-batch goes through a fixed number of numpy passes instead, with the scores of
-:mod:`deepfake_stream.models.tfidf`'s reference analyzers (tests/unit/test_tfidf_fast.py and
-test_tfidf_batch.py keep them as the oracle):
+:mod:`deepfake_stream.models.detectors.tfidf`'s reference analyzers
+(tests/unit/test_tfidf_fast.py and test_tfidf_batch.py keep them as the oracle):
 
 1. Each text is NFC-normalised, lowercased and split on whitespace: ``str.split()`` splits
    on exactly the characters of ``re``'s ``\\s``, and U+FEFF is added by hand, so these are

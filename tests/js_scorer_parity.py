@@ -15,9 +15,7 @@ from typing import Any
 import numpy as np
 
 from deepfake_stream.models.base import Detector
-from deepfake_stream.models.kinds import build_detector
-from deepfake_stream.models.registry import load_registry
-from deepfake_stream.models.tfidf import (
+from deepfake_stream.models.detectors.tfidf import (
     FORMAT,
     TOKENIZER,
     TfidfModel,
@@ -25,6 +23,8 @@ from deepfake_stream.models.tfidf import (
     prepare,
     word_ngrams,
 )
+from deepfake_stream.models.kinds import build_detector
+from deepfake_stream.models.registry import load_registry
 from tests.detector_contract import ODD_TEXTS, TEXTS
 
 SCORER_JS = Path(__file__).parents[1] / "deepfake_stream" / "shim" / "static" / "tfidf-scorer.js"

@@ -18,7 +18,7 @@ from typing import Any
 from deepfake_stream.core.errors import ArtifactIntegrityError
 from deepfake_stream.core.settings import Settings
 from deepfake_stream.models.artifacts import artifact_dir, load_verified
-from deepfake_stream.models.kinds import build_detector
+from deepfake_stream.models.kinds import build_detector, get_kind, load_attribute
 from deepfake_stream.models.registry import ModelConfig, load_registry
 
 HELP = "list registered models: id, version, size, backends, status"
@@ -81,17 +81,17 @@ def _weights_bytes(config: ModelConfig) -> int:
     """Bytes of the pretrained weights a model reads from an installed package (SmolLM2's
     GGUF, MiniLM's safetensors), which its own artifact (a small head) does not count; an
     ensemble counts its members'. 0 when the package is missing (the status says so)."""
-    from deepfake_stream.core.errors import ModelUnavailable
+    from deepfake_stream.core.errors import ConfigError, ModelUnavailable
 
     try:
-        if config.kind == "perplexity":
-            from deepfake_stream.models.smollm import gguf_path
-
-            return gguf_path().stat().st_size
-        if config.kind == "embedding":
-            from deepfake_stream.models.embedding import minilm_path
-
-            return sum(f.stat().st_size for f in minilm_path().rglob("*") if f.is_file())
+        weights = get_kind(config.kind).package_weights
+    except ConfigError:  # an unknown kind: the status column says so
+        weights = None
+    try:
+        if weights is not None:
+            path = load_attribute(weights)()
+            files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+            return sum(f.stat().st_size for f in files)
     except ModelUnavailable:
         return 0
     return sum(_weights_bytes(m) for m in config.members)

@@ -1,20 +1,20 @@
 """The client-side tier: tiny models exported for browsers, their scorer and a demo page.
 
-``GET /v1/models/{id}/download`` serves a model whose kind has a portable form (today:
-``tfidf``) as one JSON document::
+``GET /v1/models/{id}/download`` serves a model whose kind declares a portable form
+(``KIND.portable``, :class:`deepfake_stream.models.kinds.Portable`; today: ``tfidf``) as one
+JSON document::
 
     {"model_id": "tiny-tfidf", "kind": "tfidf", "format": "deepfake-stream/tfidf@1",
      "version": "2026.11.1+sha256:ab12...", "threshold": 0.5, "sha256": "<64 hex>",
      "size_bytes": 1402217, "model": {<the artifact's model.json>}}
 
 ``model`` holds the artifact's ``model.json`` byte for byte (tokenisation rules, vocabularies,
-idf, coefficients, intercept; see :mod:`deepfake_stream.models.tfidf`), always as the last member,
-and
-``sha256`` is the digest of exactly those bytes, the digest the artifact's manifest lists. So
-a client can check what it got, and ``version`` equals the ``model_version`` on the stream's
-verdicts. Responses carry an ``ETag`` (``If-None-Match`` answers 304) and are gzipped for
-clients that accept it. ``/static/tfidf-scorer.js`` is the dependency-free scorer for it and
-``/demo`` a page that scores pasted text in the visitor's own browser.
+idf, coefficients, intercept; see :mod:`deepfake_stream.models.detectors.tfidf`), always as the
+last member, and ``sha256`` is the digest of exactly those bytes, the digest the artifact's
+manifest lists. So a client can check what it got, and ``version`` equals the ``model_version``
+on the stream's verdicts. Responses carry an ``ETag`` (``If-None-Match`` answers 304) and are
+gzipped for clients that accept it. ``/static/tfidf-scorer.js`` is the dependency-free scorer
+for it and ``/demo`` a page that scores pasted text in the visitor's own browser.
 """
 
 from __future__ import annotations
@@ -29,15 +29,14 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from deepfake_stream.core.errors import ArtifactIntegrityError, UnknownModel
+from deepfake_stream.core.errors import ArtifactIntegrityError, ConfigError, UnknownModel
 from deepfake_stream.models.artifacts import artifact_dir, load_verified
+from deepfake_stream.models.kinds import get_kind, known_kinds
 from deepfake_stream.models.registry import ModelConfig, Registry
 from deepfake_stream.shim.errors import ApiError
 
-__all__ = ["PORTABLE_KINDS", "PortableModel", "export_portable", "public_router", "router"]
+__all__ = ["PortableModel", "export_portable", "public_router", "router"]
 
-PORTABLE_KINDS: dict[str, str] = {"tfidf": "model.json"}
-"""Detector kind -> the artifact file that already is its portable form."""
 STATIC_FILES: dict[str, str] = {
     "tfidf-scorer.js": "text/javascript; charset=utf-8",
     "demo.js": "text/javascript; charset=utf-8",
@@ -82,19 +81,20 @@ def export_portable(config: ModelConfig) -> PortableModel:
     :class:`~deepfake_stream.core.errors.ArtifactIntegrityError` when the artifact is missing or
     does not match its manifest.
     """
-    file = PORTABLE_KINDS.get(config.kind)
-    if file is None or not config.artifact:
+    try:
+        portable = get_kind(config.kind).portable
+    except ConfigError:  # a kind no module declares has no portable form either
+        portable = None
+    if portable is None or not config.artifact:
         raise LookupError(
             f"model {config.model_id!r} (kind {config.kind!r}) has no portable form; "
-            f"models of kind {sorted(PORTABLE_KINDS)} do"
+            f"models of kind {portable_kinds()} do"
         )
     manifest = load_verified(artifact_dir(config.artifact))
-    raw = manifest.read_bytes(file)  # re-checked against the manifest's sha256
+    raw = manifest.read_bytes(portable.file)  # re-checked against the manifest's sha256
     model = json.loads(raw)
-    if config.kind == "tfidf":
-        from deepfake_stream.models.tfidf import TfidfModel
-
-        TfidfModel(model)  # refuse to publish a model the reference scorer cannot read
+    if portable.check is not None:
+        portable.check(model)  # refuse to publish a model the reference scorer cannot read
     header: dict[str, Any] = {
         "model_id": config.model_id,
         "kind": config.kind,
@@ -113,6 +113,11 @@ def export_portable(config: ModelConfig) -> PortableModel:
         body=body,
         gzipped=gzip.compress(body, compresslevel=6, mtime=0),
     )
+
+
+def portable_kinds() -> list[str]:
+    """The known kinds that declare a portable form."""
+    return [k for k in known_kinds() if get_kind(k).portable is not None]
 
 
 def _registry(request: Request) -> Registry:

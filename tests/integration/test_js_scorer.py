@@ -35,8 +35,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from deepfake_stream.consumers.scoring import prepare
 from deepfake_stream.embedded_broker import free_port
+from deepfake_stream.models.detectors.tfidf import TfidfModel
 from deepfake_stream.models.registry import load_registry
-from deepfake_stream.models.tfidf import TfidfModel
 from deepfake_stream.shim import create_app
 from tests.conftest import unique_settings
 from tests.js_scorer_parity import PARITY_TEXTS, TOLERANCE, every_ngram_model, python_reference

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from deepfake_stream.models.curvature import (
+from deepfake_stream.models.detectors.curvature import (
     FEATURES,
     WindowStatistics,
     quantize_int8,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from deepfake_stream.models.base import Detector
-from deepfake_stream.models.embedding import MiniLMFeatures, layer_features
+from deepfake_stream.models.detectors.embedding import MiniLMFeatures, layer_features
 from deepfake_stream.models.kinds import build_detector
 from deepfake_stream.models.registry import load_registry
 from tests.detector_contract import DetectorContract

@@ -12,7 +12,7 @@ import yaml
 
 from deepfake_stream.core.errors import ConfigError
 from deepfake_stream.models.base import Detector
-from deepfake_stream.models.ensemble import logit
+from deepfake_stream.models.detectors.ensemble import logit
 from deepfake_stream.models.heads import LogisticHead
 from deepfake_stream.models.kinds import build_detector
 from deepfake_stream.models.registry import load_registry, registry_from_dict
@@ -95,7 +95,7 @@ async def test_an_ensemble_spec_without_members_says_how_to_fix_it() -> None:
 def test_members_refit_on_their_own_subset_widened_to_the_stacking_rows() -> None:
     from types import SimpleNamespace
 
-    from deepfake_stream.models.ensemble_train import _member_limit
+    from deepfake_stream.models.training.ensemble import _member_limit
 
     def member(limit: int | None) -> SimpleNamespace:
         return SimpleNamespace(options={} if limit is None else {"max_train_texts": limit})

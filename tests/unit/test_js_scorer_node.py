@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from deepfake_stream.models.artifacts import artifact_dir
-from deepfake_stream.models.tfidf import TfidfModel
+from deepfake_stream.models.detectors.tfidf import TfidfModel
 from tests.js_scorer_parity import (
     PARITY_TEXTS,
     SCORER_JS,

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from deepfake_stream.models.base import Detector
+from deepfake_stream.models.detectors.perplexity import FEATURES, LMStatistics
 from deepfake_stream.models.kinds import build_detector
-from deepfake_stream.models.perplexity import FEATURES, LMStatistics
 from deepfake_stream.models.registry import load_registry
 from tests.detector_contract import DetectorContract
 

@@ -13,9 +13,9 @@ from deepfake_stream.core.errors import ArtifactIntegrityError
 from deepfake_stream.models.artifacts import artifact_dir
 from deepfake_stream.models.base import Detector
 from deepfake_stream.models.dataset import load_labelled
+from deepfake_stream.models.detectors.tfidf import TfidfModel, char_wb_ngrams, prepare, word_ngrams
 from deepfake_stream.models.kinds import build_detector
 from deepfake_stream.models.registry import load_registry, registry_from_dict
-from deepfake_stream.models.tfidf import TfidfModel, char_wb_ngrams, prepare, word_ngrams
 from tests.detector_contract import ODD_TEXTS, TEXTS, DetectorContract
 
 DATA = Path(__file__).parents[1] / "data" / "labelled_small.jsonl"
@@ -28,7 +28,7 @@ class TestTinyTfidf(DetectorContract):
 
 
 def _tiny_pipeline():
-    from deepfake_stream.models.tfidf_train import DEFAULTS, build_pipeline
+    from deepfake_stream.models.training.tfidf import DEFAULTS, build_pipeline
 
     examples = load_labelled(DATA)
     opts = {**DEFAULTS, "min_df": 1, "char_max_features": 3000, "word_max_features": 1000}
@@ -37,7 +37,7 @@ def _tiny_pipeline():
 
 
 def test_numpy_transform_matches_sklearn() -> None:
-    from deepfake_stream.models.tfidf_train import export
+    from deepfake_stream.models.training.tfidf import export
 
     pipeline, texts = _tiny_pipeline()
     payload = json.loads(json.dumps(export(pipeline)))  # through JSON, as it is stored

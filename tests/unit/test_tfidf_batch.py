@@ -1,10 +1,10 @@
 """The batch scorer of tiny-tfidf (models/tfidf_fast.py) against the per-gram reference.
 
-The oracle is the original scoring: the reference analyzers of models/tfidf.py, a Counter and
-a dict lookup per n-gram. Texts are chosen to break an encoder that takes shortcuts: code
-points outside the BMP, combining characters, one-letter words (scikit-learn's short-word
-rule), every kind of whitespace, lone surrogates, empty and 100,000-character texts, and
-batches that cross the encoder's chunk boundaries.
+The oracle is the original scoring: the reference analyzers of models/detectors/tfidf.py, a
+Counter and a dict lookup per n-gram. Texts are chosen to break an encoder that takes
+shortcuts: code points outside the BMP, combining characters, one-letter words (scikit-learn's
+short-word rule), every kind of whitespace, lone surrogates, empty and 100,000-character texts,
+and batches that cross the encoder's chunk boundaries.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 from deepfake_stream.models import tfidf_fast
-from deepfake_stream.models.registry import load_registry
-from deepfake_stream.models.tfidf import (
+from deepfake_stream.models.detectors.tfidf import (
     _WHITESPACE,
     ANALYZERS,
     FORMAT,
@@ -25,6 +24,7 @@ from deepfake_stream.models.tfidf import (
     TfidfModel,
     prepare,
 )
+from deepfake_stream.models.registry import load_registry
 from tests.detector_contract import ODD_TEXTS, TEXTS
 from tests.unit.test_tfidf_fast import _reference_decision
 

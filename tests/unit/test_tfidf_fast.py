@@ -7,8 +7,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from deepfake_stream.models.detectors.tfidf import ANALYZERS, TfidfModel, fast_grams, prepare
 from deepfake_stream.models.registry import load_registry
-from deepfake_stream.models.tfidf import ANALYZERS, TfidfModel, fast_grams, prepare
 from tests.detector_contract import ODD_TEXTS, TEXTS
 
 PROBES = [

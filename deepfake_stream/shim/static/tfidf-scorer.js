@@ -1,6 +1,6 @@
 /*
  * tiny-tfidf in the browser: a dependency-free scorer for the portable model that the shim
- * serves at GET /v1/models/{id}/download. It reproduces models/tfidf.py exactly (scores agree
+ * serves at GET /v1/models/{id}/download. It reproduces models/detectors/tfidf.py exactly (scores agree
  * to ~1e-15; the tests hold it to 1e-6):
  *
  *   1. text.normalize("NFC").toLowerCase(), every whitespace run -> one space

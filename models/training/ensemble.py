@@ -1,9 +1,8 @@
 """Training for kind ``ensemble``: stacking on out-of-fold member predictions.
 
-Each member is re-trained K times through its own trainer
-(:data:`deepfake_stream.models.training.TRAINERS`)
-on K-1 topic-grouped folds of the train split and scores the fold it did not see; a
-logistic regression on those out-of-fold logits learns the weights. Members keep the
+Each member is re-trained K times through its own trainer (the one its kind declares) on
+K-1 topic-grouped folds of the train split and scores the fold it did not see; a logistic
+regression on those out-of-fold logits learns the weights. Members keep the
 hyper-parameters their committed artifacts chose (C, layers), so the K re-fits skip their
 own searches. Serving uses the committed member artifacts, so train the members first.
 """
@@ -18,10 +17,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from deepfake_stream.models.dataset import Example
-from deepfake_stream.models.ensemble import DEFAULT_MEMBERS, HEAD_FILE, logit
+from deepfake_stream.models.detectors.ensemble import DEFAULT_MEMBERS, HEAD_FILE, logit
 from deepfake_stream.models.heads import LogisticHead, grouped_folds, select_head, training_subset
 from deepfake_stream.models.metrics import auroc
-from deepfake_stream.models.training import TrainedModel, _trainer
+from deepfake_stream.models.training import TrainedModel, trainer_for
 
 DEFAULTS: dict[str, Any] = {
     "members": DEFAULT_MEMBERS,
@@ -61,17 +60,14 @@ def _member_limit(config: Any, opts: dict[str, Any]) -> int | None:
 
 
 def _artifact_scorer(config: Any, manifest: Any) -> Callable[[Sequence[str]], np.ndarray]:
-    """Score with the committed member artifact; the heavy members read cached features."""
-    if config.kind == "perplexity":
-        from deepfake_stream.models.perplexity_train import cached_scorer
+    """Score with the committed member artifact: from cached features when the member's kind
+    declares a ``member_scorer`` (the heavy ones), otherwise through its detector."""
+    from deepfake_stream.models.kinds import build_detector, get_kind, load_attribute
 
-        return cached_scorer(manifest.read_json("head.json"), dict(config.options))
-    if config.kind == "embedding":
-        from deepfake_stream.models.embedding_train import cached_scorer as embedding_scorer
-
-        return embedding_scorer(manifest.read_json("head.json"), dict(config.options))
-    from deepfake_stream.models.kinds import build_detector
-
+    member_scorer = get_kind(config.kind).member_scorer
+    if member_scorer is not None:
+        scorer = load_attribute(member_scorer)
+        return scorer(manifest.read_json("head.json"), dict(config.options))  # type: ignore[no-any-return]
     detector = build_detector(config.spec("cpu"))
     asyncio.run(detector.load())
     return lambda texts: np.array([s.score for s in detector.predict_batch(texts)])
@@ -110,7 +106,7 @@ def train(
     oof = np.zeros((len(examples), len(configs)))
     with tqdm(total=len(configs) * len(folds), desc="out-of-fold", disable=not progress) as bar:
         for j, (config, manifest) in enumerate(zip(configs, manifests, strict=True)):
-            trainer = _trainer(config.model_id, config.kind)
+            trainer = trainer_for(config.model_id, config.kind)
             member_options = _fixed_options(config, manifest)
             allowed = {
                 id(e) for e in training_subset(everything, _member_limit(config, opts), seed)

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from deepfake_stream.core.errors import ModelError, ModelUnavailable
-from deepfake_stream.models.base import DetectorSpec, Score
+from deepfake_stream.models.base import BaseDetector, DetectorSpec, Score
 from deepfake_stream.models.heads import LogisticHead, load_head
+from deepfake_stream.models.kinds import DetectorKind
 
 FEATURES = [
     "mean_log_likelihood",
@@ -181,44 +181,29 @@ def reduce_statistics(sums: np.ndarray, n_tokens: np.ndarray) -> np.ndarray:
     )
 
 
-class PerplexityDetector:
+class PerplexityDetector(BaseDetector):
     """Detector kind ``perplexity`` (registry options: ``max_chars``, ``max_tokens``,
     ``max_batch``, ``max_batch_tokens``, ``vocab_chunk``, ``num_threads``, ``cache_dir``)."""
 
     def __init__(self, spec: DetectorSpec) -> None:
-        self.spec = spec
-        self.ready = False
-        self._version = spec.version
+        super().__init__(spec)
         self._stats: LMStatistics | None = None
         self._head: LogisticHead | None = None
 
-    @property
-    def version(self) -> str:
-        return self._version
-
-    async def load(self) -> None:
-        await asyncio.to_thread(self._load)
-
-    def _load(self) -> None:
+    def read_model(self) -> str:
         from deepfake_stream.models.smollm import load_smollm
 
         loaded = load_head(self.spec, HEAD_FILE)
         lm = load_smollm(self.spec.device, cache_dir=loaded.options.get("cache_dir"))
         self._stats = LMStatistics.from_options(lm.model, lm.tokenizer, loaded.options)
         self._head = loaded.head
-        self._version = loaded.version
-        self.ready = True
+        return loaded.version
 
-    def predict_batch(self, texts: Sequence[str]) -> list[Score]:
-        if not self.ready or self._stats is None or self._head is None:
-            raise ModelUnavailable(f"{self.spec.model_id} is not loaded")
-        if not texts:
-            return []
-        feats, hidden = self._stats.extract(texts)
-        feature_set = self._head.extra.get("feature_set", "stats")
-        probs = self._head.predict_proba(head_inputs(feats, hidden, feature_set))
-        if not np.isfinite(probs).all():
-            raise ModelError(f"{self.spec.model_id}: non-finite score")
+    def predict(self, texts: Sequence[str]) -> list[Score]:
+        stats, head = self.loaded(self._stats), self.loaded(self._head)
+        feats, hidden = stats.extract(texts)
+        feature_set = head.extra.get("feature_set", "stats")
+        probs = head.predict_proba(head_inputs(feats, hidden, feature_set))
         return [
             Score(
                 score=float(p),
@@ -227,8 +212,7 @@ class PerplexityDetector:
             for p, f in zip(probs, feats, strict=True)
         ]
 
-    async def unload(self) -> None:
-        self.ready = False
+    async def unload_model(self) -> None:
         self._stats = self._head = None
         await asyncio.to_thread(_release_memory)
 
@@ -246,4 +230,12 @@ def _release_memory() -> None:
         pass
 
 
-__all__ = ["FEATURES", "LMStatistics", "PerplexityDetector"]
+KIND = DetectorKind(
+    name="perplexity",
+    detector=PerplexityDetector,
+    trainer="deepfake_stream.models.training.perplexity:train",
+    member_scorer="deepfake_stream.models.training.perplexity:cached_scorer",
+    package_weights="deepfake_stream.models.smollm:gguf_path",
+)
+
+__all__ = ["FEATURES", "KIND", "LMStatistics", "PerplexityDetector"]

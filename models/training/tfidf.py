@@ -1,10 +1,10 @@
 """Training for kind ``tfidf``: scikit-learn fits, then the model is exported to plain JSON.
 
-Only ``deepfake-stream train`` imports this module; serving (:mod:`deepfake_stream.models.tfidf`)
-never
-needs scikit-learn. Options come from the model's registry entry (``options:``) and
-override :data:`DEFAULTS`. The regularisation strength ``C`` is chosen by topic-grouped
-cross-validation on the training split only, so the held-out split stays unseen.
+Only ``deepfake-stream train`` imports this module; serving
+(:mod:`deepfake_stream.models.detectors.tfidf`) never needs scikit-learn. Options come from the
+model's registry entry (``options:``) and override :data:`DEFAULTS`. The regularisation
+strength ``C`` is chosen by topic-grouped cross-validation on the training split only, so the
+held-out split stays unseen.
 """
 
 from __future__ import annotations
@@ -16,8 +16,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from deepfake_stream.models.dataset import Example
+from deepfake_stream.models.detectors.tfidf import (
+    FORMAT,
+    MODEL_FILE,
+    TOKENIZER,
+    TfidfModel,
+    prepare,
+)
 from deepfake_stream.models.metrics import auroc
-from deepfake_stream.models.tfidf import FORMAT, MODEL_FILE, TOKENIZER, TfidfModel, prepare
 from deepfake_stream.models.training import TrainedModel
 
 DEFAULTS: dict[str, Any] = {
@@ -72,8 +78,8 @@ def build_pipeline(options: dict[str, Any], C: float) -> Any:
 
 
 def export(pipeline: Any) -> dict[str, Any]:
-    """The fitted pipeline as the JSON payload :class:`~deepfake_stream.models.tfidf.TfidfModel`
-    scores."""
+    """The fitted pipeline as the JSON payload that
+    :class:`~deepfake_stream.models.detectors.tfidf.TfidfModel` scores."""
     coef = pipeline.named_steps["clf"].coef_[0]
     blocks, offset = [], 0
     for name, vec in pipeline.named_steps["features"].transformer_list:

@@ -2,12 +2,11 @@
 
 The members are ordinary registered models, resolved by the registry that holds the ensemble
 (:attr:`deepfake_stream.models.base.DetectorSpec.members`) and built with
-:func:`deepfake_stream.models.kinds.build_detector`. A logistic regression on their logits (fitted
-on
-out-of-fold predictions of the train split, see :mod:`deepfake_stream.models.ensemble_train`)
-combines
-them. The manifest records the member versions it was fitted against; a member retrained
-since then still loads, with a warning, because its weights may now be stale.
+:func:`deepfake_stream.models.kinds.build_detector`. A logistic regression on their logits
+(fitted on out-of-fold predictions of the train split, see
+:mod:`deepfake_stream.models.training.ensemble`) combines them. The manifest records the member
+versions it was fitted against; a member retrained since then still loads, with a warning,
+because its weights may now be stale.
 """
 
 from __future__ import annotations
@@ -18,9 +17,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from deepfake_stream.core.errors import ConfigError, ModelError, ModelUnavailable
-from deepfake_stream.models.base import Detector, DetectorSpec, Score
+from deepfake_stream.core.errors import ConfigError, ModelUnavailable
+from deepfake_stream.models.base import BaseDetector, Detector, DetectorSpec, Score
 from deepfake_stream.models.heads import LogisticHead
+from deepfake_stream.models.kinds import DetectorKind
 from deepfake_stream.models.shared import SHARED
 
 log = logging.getLogger(__name__)
@@ -34,21 +34,15 @@ def logit(p: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
-class EnsembleDetector:
+class EnsembleDetector(BaseDetector):
     """Detector kind ``ensemble`` (options: ``members``, a list of registered model ids)."""
 
     def __init__(self, spec: DetectorSpec) -> None:
-        self.spec = spec
-        self.ready = False
-        self._version = spec.version
+        super().__init__(spec)
         self._members: list[Detector] = []
         self._head: LogisticHead | None = None
 
-    @property
-    def version(self) -> str:
-        return self._version
-
-    async def load(self) -> None:
+    async def load_model(self) -> str:
         from deepfake_stream.models.artifacts import load_verified
 
         if not self.spec.artifact:
@@ -85,32 +79,31 @@ class EnsembleDetector:
                     trained[m.spec.model_id],
                 )
         self._members, self._head = members, head
-        self._version = manifest.versioned(self.spec.version)
-        self.ready = True
+        return manifest.versioned(self.spec.version)
 
-    def predict_batch(self, texts: Sequence[str]) -> list[Score]:
-        if not self.ready or self._head is None:
-            raise ModelUnavailable(f"{self.spec.model_id} is not loaded")
-        if not texts:
-            return []
+    def predict(self, texts: Sequence[str]) -> list[Score]:
+        head = self.loaded(self._head)
         member_scores = [m.predict_batch(texts) for m in self._members]
         z = logit(np.array([[s.score for s in col] for col in member_scores]).T)
-        probs = self._head.predict_proba(z)
-        if not np.isfinite(probs).all():
-            raise ModelError(f"{self.spec.model_id}: non-finite score")
-        names = self._head.features
+        probs = head.predict_proba(z)
         return [
             Score(
                 score=float(p),
                 details={
                     n: round(float(col[i].score), 6)
-                    for n, col in zip(names, member_scores, strict=True)
+                    for n, col in zip(head.features, member_scores, strict=True)
                 },
             )
             for i, p in enumerate(probs)
         ]
 
-    async def unload(self) -> None:
-        self.ready = False
+    async def unload_model(self) -> None:
         members, self._members, self._head = self._members, [], None
         await asyncio.gather(*(SHARED.release(m) for m in members), return_exceptions=True)
+
+
+KIND = DetectorKind(
+    name="ensemble",
+    detector=EnsembleDetector,
+    trainer="deepfake_stream.models.training.ensemble:train",
+)

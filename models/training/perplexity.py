@@ -1,8 +1,8 @@
 """Training for kind ``perplexity``: SmolLM2 statistics on the train split, then a logistic
 head whose regularisation is chosen by topic-grouped cross-validation.
 
-Features are cached (:mod:`deepfake_stream.models.feature_cache`) keyed by the GGUF digest and the
-truncation limits, so re-training, stacking and the held-out scoring reuse them.
+Features are cached (:mod:`deepfake_stream.models.training.feature_cache`) keyed by the GGUF
+digest and the truncation limits, so re-training, stacking and the held-out scoring reuse them.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 
 from deepfake_stream.models.dataset import Example
-from deepfake_stream.models.heads import LogisticHead, select_head, training_subset
-from deepfake_stream.models.perplexity import (
+from deepfake_stream.models.detectors.perplexity import (
     FEATURES,
     HEAD_FILE,
     HIDDEN_NAMES,
     LMStatistics,
     head_inputs,
 )
+from deepfake_stream.models.heads import LogisticHead, select_head, training_subset
 from deepfake_stream.models.training import TrainedModel
 
 DEFAULTS: dict[str, Any] = {
@@ -43,8 +43,8 @@ class CachedStatistics:
     """SmolLM2 loaded on first use; features served from the training cache when present."""
 
     def __init__(self, options: dict[str, Any]) -> None:
-        from deepfake_stream.models.feature_cache import FeatureCache
         from deepfake_stream.models.smollm import file_sha256, gguf_path
+        from deepfake_stream.models.training.feature_cache import FeatureCache
 
         self.options = {**DEFAULTS, **options}
         key = {"kind": "perplexity", "gguf": file_sha256(gguf_path())[:16], "features": 2}

@@ -1,17 +1,16 @@
 """Train a registered model from labelled JSONL and write its safe artifact.
 
-Training dispatches on the model's ``kind`` through :data:`TRAINERS` (kind → trainer, lazily
-imported like :mod:`deepfake_stream.models.kinds`); a new trainable detector registers its trainer
-there.
-Every trainer sees only the train side of :func:`deepfake_stream.models.dataset.split`; the
-held-out side
-is scored here, by the exported model, and its metrics go into the manifest.
+Training code, apart from serving code: one module per trainable kind
+(:mod:`deepfake_stream.models.training.tfidf`, ...), and here what they share. Training
+dispatches on the model's ``kind`` through the trainer its ``KIND`` declares
+(:class:`deepfake_stream.models.kinds.DetectorKind`, imported only when used). Every trainer
+sees only the train side of :func:`deepfake_stream.models.dataset.split`; the held-out side is
+scored here, by the exported model, and its metrics go into the manifest.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +24,7 @@ from tqdm.auto import tqdm
 from deepfake_stream.core.errors import ConfigError
 from deepfake_stream.models.artifacts import artifact_dir, save_artifact
 from deepfake_stream.models.dataset import DEFAULT_SEED, Example, load_labelled, split
+from deepfake_stream.models.kinds import get_kind, load_attribute
 from deepfake_stream.models.metrics import binary_metrics
 
 if TYPE_CHECKING:
@@ -54,31 +54,15 @@ class Trainer(Protocol):
     ) -> TrainedModel: ...
 
 
-TRAINERS: dict[str, str | Trainer] = {
-    "tfidf": "deepfake_stream.models.tfidf_train:train",
-    "perplexity": "deepfake_stream.models.perplexity_train:train",
-    "embedding": "deepfake_stream.models.embedding_train:train",
-    "ensemble": "deepfake_stream.models.ensemble_train:train",
-    "curvature": "deepfake_stream.models.curvature_train:train",
-}
-
-
-def register_trainer(kind: str, trainer: str | Trainer) -> None:
-    TRAINERS[kind] = trainer
-
-
-def _trainer(model_id: str, kind: str) -> Trainer:
-    try:
-        trainer = TRAINERS[kind]
-    except KeyError:
+def trainer_for(model_id: str, kind: str) -> Trainer:
+    """The trainer that kind ``kind`` declares (``KIND.trainer``), imported now."""
+    trainer = get_kind(kind).trainer
+    if trainer is None:
         raise ConfigError(
-            f"model {model_id!r} (kind {kind!r}) is not trainable here; "
-            f"trainable kinds: {sorted(TRAINERS)}"
-        ) from None
-    if isinstance(trainer, str):
-        module, _, attr = trainer.partition(":")
-        trainer = getattr(importlib.import_module(module), attr)
-    return trainer
+            f"model {model_id!r} (kind {kind!r}) is not trainable here: its KIND declares no "
+            "trainer"
+        )
+    return load_attribute(trainer)  # type: ignore[no-any-return]
 
 
 def score_texts(
@@ -124,7 +108,7 @@ def train(
     Returns the model id, its new version, the artifact path and size, split sizes and the
     held-out metrics (also stored in the manifest)."""
     config = registry.resolve(model_id)
-    trainer = _trainer(config.model_id, config.kind)
+    trainer = trainer_for(config.model_id, config.kind)
     data_path = Path(data_path)
     train_set, test_set = split(load_labelled(data_path), TEST_FRACTION, seed)
     composite: dict[str, Any] = {"registry": registry} if config.members else {}

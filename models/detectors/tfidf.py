@@ -18,7 +18,6 @@ numpy, so a dependency-free JavaScript scorer can reproduce it:
 
 from __future__ import annotations
 
-import asyncio
 import re
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
@@ -30,8 +29,9 @@ import numpy as np
 from scipy.special import expit
 
 from deepfake_stream.core.errors import ArtifactIntegrityError, ModelUnavailable
-from deepfake_stream.models.artifacts import Manifest, artifact_dir, load_verified
-from deepfake_stream.models.base import DetectorSpec, Score
+from deepfake_stream.models.artifacts import artifact_dir, load_verified
+from deepfake_stream.models.base import BaseDetector, DetectorSpec, Score
+from deepfake_stream.models.kinds import DetectorKind, Portable
 from deepfake_stream.models.tfidf_fast import BlockScorer, batches, scorer_for
 
 FORMAT = "deepfake-stream/tfidf@1"
@@ -172,44 +172,38 @@ class TfidfModel:
         return expit(self.decision_function(texts))
 
 
-class TfidfDetector:
+class TfidfDetector(BaseDetector):
     """The :class:`~deepfake_stream.models.base.Detector` for kind ``tfidf`` (CPU only, no
     torch)."""
 
     def __init__(self, spec: DetectorSpec) -> None:
-        self.spec = spec
-        self.ready = False
+        super().__init__(spec)
         self._model: TfidfModel | None = None
-        self._manifest: Manifest | None = None
 
-    @property
-    def version(self) -> str:
-        if self._manifest is None:
-            return self.spec.version
-        return self._manifest.versioned(self.spec.version)
-
-    def _read(self) -> tuple[Manifest, TfidfModel]:
+    def read_model(self) -> str:
         if not self.spec.artifact:
             raise ModelUnavailable(f"model {self.spec.model_id!r} has no artifact configured")
         manifest = load_verified(artifact_dir(self.spec.artifact))
         try:
-            return manifest, TfidfModel(manifest.read_json(MODEL_FILE))
+            self._model = TfidfModel(manifest.read_json(MODEL_FILE))
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactIntegrityError(
                 f"{manifest.directory / MODEL_FILE} is not a {FORMAT} model ({exc}); retrain "
                 f"it with `deepfake-stream train --model {self.spec.model_id}`"
             ) from None
+        return manifest.versioned(self.spec.version)
 
-    async def load(self) -> None:
-        self._manifest, self._model = await asyncio.to_thread(self._read)
-        self.ready = True
+    def predict(self, texts: Sequence[str]) -> list[Score]:
+        return [Score(score=float(p)) for p in self.loaded(self._model).predict_proba(texts)]
 
-    def predict_batch(self, texts: Sequence[str]) -> list[Score]:
-        model = self._model
-        if model is None:
-            raise ModelUnavailable(f"model {self.spec.model_id!r} is not loaded")
-        return [Score(score=float(p)) for p in model.predict_proba(texts)] if texts else []
-
-    async def unload(self) -> None:
-        self.ready = False
+    def release_model(self) -> None:
         self._model = None
+
+
+KIND = DetectorKind(
+    name="tfidf",
+    detector=TfidfDetector,
+    trainer="deepfake_stream.models.training.tfidf:train",
+    # model.json already is the browser form: /static/tfidf-scorer.js reproduces the scoring.
+    portable=Portable(file=MODEL_FILE, check=TfidfModel),
+)

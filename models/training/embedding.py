@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from deepfake_stream.models.dataset import Example
-from deepfake_stream.models.embedding import HEAD_FILE, MiniLMFeatures, layer_features
+from deepfake_stream.models.detectors.embedding import HEAD_FILE, MiniLMFeatures, layer_features
 from deepfake_stream.models.heads import LogisticHead, select_head
 from deepfake_stream.models.training import TrainedModel
 
@@ -31,9 +31,9 @@ TRUNCATION = ("max_chars", "max_tokens")
 
 class CachedPooling:
     def __init__(self, options: dict[str, Any]) -> None:
-        from deepfake_stream.models.embedding import minilm_path
-        from deepfake_stream.models.feature_cache import FeatureCache
+        from deepfake_stream.models.detectors.embedding import minilm_path
         from deepfake_stream.models.smollm import file_sha256
+        from deepfake_stream.models.training.feature_cache import FeatureCache
 
         self.options = {**DEFAULTS, **options}
         weights = file_sha256(minilm_path() / "model.safetensors")[:16]

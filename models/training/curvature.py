@@ -9,12 +9,11 @@ never mix; the head records the int8 weights' digest, which the detector checks 
 (The 2026-12-04 study's cache was filled in length-sorted batches of up to 16 texts, before
 serving moved to one text per pass; see the README's small-curvature card.)
 
-Cross-set study (``python -m deepfake_stream.models.curvature_train``): fit on the corpus plus one
-dev set,
-evaluate on the other dev set, in both directions, per domain; the threshold is chosen on
-the training side only (out-of-fold scores of its human texts at the target FPR), so no
-figure is measured on text the model or its threshold was fitted on. ``--write`` then fits
-the shipped head on all of it.
+Cross-set study (``python -m deepfake_stream.models.training.curvature``): fit on the corpus
+plus one dev set, evaluate on the other dev set, in both directions, per domain; the threshold
+is chosen on the training side only (out-of-fold scores of its human texts at the target FPR),
+so no figure is measured on text the model or its threshold was fitted on. ``--write`` then
+fits the shipped head on all of it.
 """
 
 from __future__ import annotations
@@ -29,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from deepfake_stream.models.curvature import (
+from deepfake_stream.models.dataset import Example
+from deepfake_stream.models.detectors.curvature import (
     FEATURE_SETS,
     FEATURE_VERSION,
     FEATURES,
@@ -37,7 +37,6 @@ from deepfake_stream.models.curvature import (
     N_TOKEN_STATS,
     text_features,
 )
-from deepfake_stream.models.dataset import Example
 from deepfake_stream.models.heads import LogisticHead, grouped_folds
 from deepfake_stream.models.training import TrainedModel
 
@@ -62,8 +61,8 @@ class PerTokenCache:
     """Per-token statistics from the serving path (loaded on first miss), cached per text."""
 
     def __init__(self, options: dict[str, Any]) -> None:
-        from deepfake_stream.models.feature_cache import FeatureCache
         from deepfake_stream.models.smollm import file_sha256, gguf_path
+        from deepfake_stream.models.training.feature_cache import FeatureCache
 
         self.options = {**DEFAULTS, **options}
         key = {
@@ -80,7 +79,7 @@ class PerTokenCache:
         import torch
 
         if self._stats is None:
-            from deepfake_stream.models.curvature import load_statistics
+            from deepfake_stream.models.detectors.curvature import load_statistics
 
             self._stats, self.weights_sha256 = load_statistics(self.options)
         width = int(self.options["max_tokens"])
@@ -115,7 +114,7 @@ class PerTokenCache:
     def digest(self) -> str:
         """The int8 weights digest (loads SmolLM2 when every feature came from the cache)."""
         if self.weights_sha256 is None:
-            from deepfake_stream.models.curvature import load_statistics
+            from deepfake_stream.models.detectors.curvature import load_statistics
 
             self._stats, self.weights_sha256 = load_statistics(self.options)
         return self.weights_sha256
@@ -341,7 +340,7 @@ def study(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m deepfake_stream.models.curvature_train",
+        prog="python -m deepfake_stream.models.training.curvature",
         description=__doc__.split("\n\n")[2],
     )
     parser.add_argument("--corpus", type=Path, required=True)
@@ -392,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         feature_set=args.feature_set,
         n={n: len(ex) for n, ex in sets.items()},
         command=" ".join(
-            ["python -m deepfake_stream.models.curvature_train", *(argv or sys.argv[1:])]
+            ["python -m deepfake_stream.models.training.curvature", *(argv or sys.argv[1:])]
         ),
     )
     if args.write:

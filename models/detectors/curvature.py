@@ -21,7 +21,6 @@ features is not valid on int8 ones, so the digest is part of the model's identit
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import itertools
 from collections.abc import Sequence
@@ -29,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from deepfake_stream.core.errors import ModelError, ModelUnavailable
-from deepfake_stream.models.base import DetectorSpec, Score
+from deepfake_stream.core.errors import ModelUnavailable
+from deepfake_stream.models.base import BaseDetector, DetectorSpec, Score
 from deepfake_stream.models.heads import LogisticHead, load_head
+from deepfake_stream.models.kinds import DetectorKind
 
 FEATURES = [
     "curvature_per_token",
@@ -73,7 +73,7 @@ FEATURE_SETS = {
     "normalised": FEATURES[:10],
     "all": FEATURES,
 }
-"""What a head may read: the study compares them cross-set (models/curvature_train.py)."""
+"""What a head may read: the study compares them cross-set (models/training/curvature.py)."""
 HEAD_FILE = "head.json"
 FEATURE_VERSION = 1
 """Bump when the features change: the training cache and the model version follow it."""
@@ -303,27 +303,18 @@ def load_statistics(options: dict[str, Any], device: str = "cpu") -> tuple[Windo
     return WindowStatistics.from_options(model, lm.tokenizer, options), digest
 
 
-class CurvatureDetector:
+class CurvatureDetector(BaseDetector):
     """Detector kind ``curvature`` (registry options: ``max_chars``, ``max_tokens``,
     ``window``, ``quantize``, ``max_batch``, ``max_batch_tokens``, ``vocab_chunk``,
     ``num_threads``, ``cache_dir``)."""
 
     def __init__(self, spec: DetectorSpec) -> None:
-        self.spec = spec
-        self.ready = False
-        self._version = spec.version
+        super().__init__(spec)
         self._stats: WindowStatistics | None = None
         self._head: LogisticHead | None = None
         self._columns: list[int] = []
 
-    @property
-    def version(self) -> str:
-        return self._version
-
-    async def load(self) -> None:
-        await asyncio.to_thread(self._load)
-
-    def _load(self) -> None:
+    def read_model(self) -> str:
         loaded = load_head(self.spec, HEAD_FILE)
         options = dict(loaded.options)
         if self.spec.device != "cpu":
@@ -342,18 +333,11 @@ class CurvatureDetector:
             )
         self._columns = [FEATURES.index(f) for f in loaded.head.features]
         self._stats, self._head = stats, loaded.head
-        self._version = loaded.version
-        self.ready = True
+        return loaded.version
 
-    def predict_batch(self, texts: Sequence[str]) -> list[Score]:
-        if not self.ready or self._stats is None or self._head is None:
-            raise ModelUnavailable(f"{self.spec.model_id} is not loaded")
-        if not texts:
-            return []
-        feats = self._stats.features(texts)
-        probs = self._head.predict_proba(feats[:, self._columns])
-        if not np.isfinite(probs).all():
-            raise ModelError(f"{self.spec.model_id}: non-finite score")
+    def predict(self, texts: Sequence[str]) -> list[Score]:
+        feats = self.loaded(self._stats).features(texts)
+        probs = self.loaded(self._head).predict_proba(feats[:, self._columns])
         return [
             Score(
                 score=float(p),
@@ -362,9 +346,15 @@ class CurvatureDetector:
             for p, f in zip(probs, feats, strict=True)
         ]
 
-    async def unload(self) -> None:
-        self.ready = False
+    def release_model(self) -> None:
         self._stats = self._head = None
 
 
-__all__ = ["FEATURES", "CurvatureDetector", "WindowStatistics", "text_features"]
+KIND = DetectorKind(
+    name="curvature",
+    detector=CurvatureDetector,
+    trainer="deepfake_stream.models.training.curvature:train",
+    package_weights="deepfake_stream.models.smollm:gguf_path",
+)
+
+__all__ = ["FEATURES", "KIND", "CurvatureDetector", "WindowStatistics", "text_features"]

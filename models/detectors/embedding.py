@@ -8,7 +8,6 @@ chosen by cross-validation at training time and stored with the head; the regist
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from deepfake_stream.core.errors import ModelError, ModelUnavailable
-from deepfake_stream.models.base import DetectorSpec, Score
+from deepfake_stream.core.errors import ModelUnavailable
+from deepfake_stream.models.base import BaseDetector, DetectorSpec, Score
 from deepfake_stream.models.heads import LogisticHead, load_head
+from deepfake_stream.models.kinds import DetectorKind
 
 HEAD_FILE = "head.json"
 
@@ -122,44 +122,36 @@ def layer_features(pooled: np.ndarray, layers: Sequence[int]) -> np.ndarray:
     return pooled[:, list(layers), :].reshape(len(pooled), -1)
 
 
-class EmbeddingDetector:
+class EmbeddingDetector(BaseDetector):
     """Detector kind ``embedding`` (options: ``layers``, ``max_chars``, ``max_tokens``,
     ``max_batch``, ``max_batch_tokens``, ``num_threads``)."""
 
     def __init__(self, spec: DetectorSpec) -> None:
-        self.spec = spec
-        self.ready = False
-        self._version = spec.version
+        super().__init__(spec)
         self._features: MiniLMFeatures | None = None
         self._head: LogisticHead | None = None
         self._layers: list[int] = []
 
-    @property
-    def version(self) -> str:
-        return self._version
-
-    async def load(self) -> None:
-        await asyncio.to_thread(self._load)
-
-    def _load(self) -> None:
+    def read_model(self) -> str:
         loaded = load_head(self.spec, HEAD_FILE)
         self._features = MiniLMFeatures.from_options(self.spec.device, loaded.options)
         self._layers = [int(x) for x in loaded.head.extra["layers"]]
         self._head = loaded.head
-        self._version = loaded.version
-        self.ready = True
+        return loaded.version
 
-    def predict_batch(self, texts: Sequence[str]) -> list[Score]:
-        if not self.ready or self._features is None or self._head is None:
-            raise ModelUnavailable(f"{self.spec.model_id} is not loaded")
-        if not texts:
-            return []
-        x = layer_features(self._features.pooled(texts), self._layers)
-        probs = self._head.predict_proba(x)
-        if not np.isfinite(probs).all():
-            raise ModelError(f"{self.spec.model_id}: non-finite score")
+    def predict(self, texts: Sequence[str]) -> list[Score]:
+        features, head = self.loaded(self._features), self.loaded(self._head)
+        probs = head.predict_proba(layer_features(features.pooled(texts), self._layers))
         return [Score(score=float(p)) for p in probs]
 
-    async def unload(self) -> None:
-        self.ready = False
+    def release_model(self) -> None:
         self._features = self._head = None
+
+
+KIND = DetectorKind(
+    name="embedding",
+    detector=EmbeddingDetector,
+    trainer="deepfake_stream.models.training.embedding:train",
+    member_scorer="deepfake_stream.models.training.embedding:cached_scorer",
+    package_weights="deepfake_stream.models.detectors.embedding:minilm_path",
+)
