@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from deepfake_stream.consumers.modal_bridge import Connect, RemoteScore
+from deepfake_stream.models.modal_detector import Connect, RemoteScore
 
 APP_FILE = Path(__file__).resolve().parents[1] / "deploy" / "modal" / "app.py"
 

@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def modal_detectors(settings: Settings, registry=None):  # type: ignore[no-untyped-def]
     """One ModalDetector per registered model whose chain contains ``modal``."""
-    from deepfake_stream.consumers.modal_bridge import ModalDetector
+    from deepfake_stream.models.modal_detector import ModalDetector
     from deepfake_stream.models.registry import registry_for
 
     registry = registry or registry_for(settings)

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from deepfake_stream.consumers.modal_bridge import ModalDetector
 from deepfake_stream.consumers.service import serve_worker
+from deepfake_stream.models.modal_detector import ModalDetector
 from deepfake_stream.models.registry import registry_from_dict
 from deepfake_stream.routing.service import serve_router
 from deepfake_stream.schemas import Verdict

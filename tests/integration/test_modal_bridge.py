@@ -13,11 +13,11 @@ import time
 
 import pytest
 
-from deepfake_stream.consumers.modal_bridge import ModalDetector
 from deepfake_stream.consumers.service import serve_worker
 from deepfake_stream.core.kafka import make_producer
 from deepfake_stream.core.liveness import LivenessView, now_ms
 from deepfake_stream.core.topics import ensure_topics
+from deepfake_stream.models.modal_detector import ModalDetector
 from deepfake_stream.models.registry import registry_from_dict
 from deepfake_stream.routing.service import serve_router
 from deepfake_stream.schemas import RoutedItem, RoutingEnvelope, Verdict

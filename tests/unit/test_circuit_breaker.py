@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deepfake_stream.consumers.circuit_breaker import CircuitBreaker
+from deepfake_stream.core.circuit_breaker import CircuitBreaker
 
 
 class Clock:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from deepfake_stream.consumers.modal_bridge import REMOTE_CLASS, ModalDetector
 from deepfake_stream.core.settings import ModalSettings
+from deepfake_stream.models.modal_detector import REMOTE_CLASS, ModalDetector
 from deepfake_stream.models.registry import load_registry
 from tests.modal_fakes import load_app_module, local_app_connect
 

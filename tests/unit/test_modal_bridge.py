@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from deepfake_stream.consumers.circuit_breaker import CircuitBreaker
 from deepfake_stream.consumers.isolate import score_isolating
-from deepfake_stream.consumers.modal_bridge import ModalDetector
+from deepfake_stream.core.circuit_breaker import CircuitBreaker
 from deepfake_stream.core.errors import BackendUnavailable, ModelError
 from deepfake_stream.core.settings import ModalSettings
 from deepfake_stream.models.base import Detector, DetectorSpec
+from deepfake_stream.models.modal_detector import ModalDetector
 from tests.modal_fakes import (
     FakeRemote,
     auth_error,
@@ -84,7 +84,7 @@ async def test_auth_error_on_lookup_leaves_it_not_ready_and_says_why(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     d = ModalDetector(SPEC, settings(), connect=failing_lookup(auth_error()))
-    with caplog.at_level(logging.ERROR, logger="deepfake_stream.consumers.modal_bridge"):
+    with caplog.at_level(logging.ERROR, logger="deepfake_stream.models.modal_detector"):
         await d.load()  # never raises: the bridge keeps running, advertising nothing
     try:
         assert not d.ready

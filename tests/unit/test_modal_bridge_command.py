@@ -8,10 +8,10 @@ import pytest
 
 from deepfake_stream.cli import build_parser
 from deepfake_stream.commands.modal_bridge import modal_detectors
-from deepfake_stream.consumers.modal_bridge import ModalDetector
 from deepfake_stream.consumers.service import resolve_device
 from deepfake_stream.core.errors import ConfigError
 from deepfake_stream.core.settings import load_settings
+from deepfake_stream.models.modal_detector import ModalDetector
 from deepfake_stream.models.registry import registry_from_dict
 
 DOC = {

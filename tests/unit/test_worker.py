@@ -363,7 +363,7 @@ async def test_culprit_alone_is_handed_on(settings: Settings, executor: ThreadPo
 async def test_the_modal_bridges_first_batch_carries_the_remote_model_version(
     settings: Settings, executor: ThreadPoolExecutor
 ) -> None:
-    from deepfake_stream.consumers.modal_bridge import ModalDetector
+    from deepfake_stream.models.modal_detector import ModalDetector
     from tests.modal_fakes import FakeRemote
 
     spec = make_registry().models["m"].spec("remote")

@@ -28,7 +28,7 @@ import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from deepfake_stream.consumers.circuit_breaker import CircuitBreaker
+from deepfake_stream.core.circuit_breaker import CircuitBreaker
 from deepfake_stream.core.errors import BackendUnavailable, ModelError
 from deepfake_stream.core.settings import ModalSettings
 from deepfake_stream.models.base import DetectorSpec, Score
