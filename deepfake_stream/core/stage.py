@@ -88,7 +88,7 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, KafkaError)
 
 
-class _DrainOnRevoke(ConsumerRebalanceListener):
+class _DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped: Any
     def __init__(
         self,
         lock: asyncio.Lock,
