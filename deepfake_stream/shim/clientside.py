@@ -116,7 +116,8 @@ def export_portable(config: ModelConfig) -> PortableModel:
 
 
 def _registry(request: Request) -> Registry:
-    return request.app.state.shim.registry  # type: ignore[no-any-return]
+    registry: Registry = request.app.state.shim.registry  # app.state's attributes are Any
+    return registry
 
 
 def _etag_matches(request: Request, *etags: str) -> bool:
