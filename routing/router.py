@@ -240,8 +240,7 @@ class Router:
         letter = dead_letter(
             record,
             topic=self.settings.topics.dlq,
-            # core's errors carry their reason as a str (core sits below schemas' DlqReason)
-            reason=reason,  # type: ignore[arg-type]
+            reason=reason,  # type: ignore[arg-type]  # core's errors carry a str (below schemas)
             stage="router",
             error=err,
             attempts=0,

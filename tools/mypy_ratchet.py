@@ -27,6 +27,7 @@ import sys
 import tomllib
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "deepfake_stream"
@@ -37,7 +38,7 @@ BASELINE = ROOT / "tests" / "mypy_baseline.json"
 MESSAGE = re.compile(r"^(?P<path>[^:\s][^:]*\.pyi?):\d+(?::\d+)?: (?P<kind>error|note): ")
 
 
-def _pyproject() -> dict:
+def _pyproject() -> dict[str, Any]:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
@@ -89,7 +90,7 @@ def _module(installed: str) -> str:
 
 def _strict_patterns() -> list[str]:
     """Module patterns of the overrides that turn on the strict flags."""
-    found = []
+    found: list[str] = []
     for override in _pyproject()["tool"]["mypy"].get("overrides", []):
         if override.get("disallow_untyped_defs"):
             modules = override["module"]

@@ -35,7 +35,7 @@ from aiokafka.record.util import decode_varint
 log = logging.getLogger(__name__)
 
 
-class _LenientBatch(_DefaultRecordBatchPy):  # type: ignore[misc]  # aiokafka is untyped: Any
+class _LenientBatch(_DefaultRecordBatchPy):  # type: ignore[misc]  # subclasses Any: aiokafka has no types
     """aiokafka's pure-Python record batch; header keys decoded with ``errors="replace"``."""
 
     _pos: int  # the read position, set by aiokafka's __init__ (declared: it has no types)
@@ -109,7 +109,7 @@ class _TolerantBatch:
         return iter(records)
 
 
-class TolerantMemoryRecords(_MemoryRecordsPy):  # type: ignore[misc]  # aiokafka is untyped: Any
+class TolerantMemoryRecords(_MemoryRecordsPy):  # type: ignore[misc]  # subclasses Any: aiokafka has no types
     """What the fetcher unpacks a fetched partition with (see the module docstring)."""
 
     def next_batch(self, *args: Any, **kwargs: Any) -> Any:

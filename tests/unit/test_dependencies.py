@@ -12,6 +12,7 @@ import ast
 import re
 import sys
 import tomllib
+from collections.abc import Mapping
 from functools import cache
 from importlib.metadata import PackageNotFoundError, distribution, packages_distributions
 from pathlib import Path
@@ -92,8 +93,8 @@ def _imports(module: str, path: Path, *, top_level_only: bool) -> set[str]:
             if name.split(".")[0] == "deepfake_stream":
                 # `from pkg import submodule` imports the submodule too
                 found.update(f"{name}.{alias.name}" for alias in node.names)
-        for child in ast.iter_child_nodes(node):
-            visit(child)
+        for inner in ast.iter_child_nodes(node):
+            visit(inner)
 
     visit(ast.parse(path.read_text(), filename=str(path)))
     return found
@@ -115,7 +116,7 @@ def _files_of(dist: str) -> frozenset[str]:
 
 
 @cache
-def _top_level_distributions() -> dict[str, list[str]]:
+def _top_level_distributions() -> Mapping[str, list[str]]:
     return packages_distributions()
 
 
