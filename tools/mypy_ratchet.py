@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -52,11 +53,7 @@ def build_layout() -> Path:
     """Mirror the installed layout with symlinks; rebuilt each run, so new files are seen."""
     top = LAYOUT / PACKAGE
     if LAYOUT.exists():
-        for link in sorted(LAYOUT.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-            if link.is_symlink() or link.is_file():
-                link.unlink()
-            else:
-                link.rmdir()
+        shutil.rmtree(LAYOUT)  # removes the links, never what they point to
     top.mkdir(parents=True)
     dirs = _package_dirs()
     for child in dirs.pop(PACKAGE).iterdir():
