@@ -19,7 +19,7 @@ from deepfake_stream.core.kafka import make_consumer
 from deepfake_stream.core.liveness import HeartbeatPublisher
 from deepfake_stream.core.metrics import metrics_server, watch_liveness
 from deepfake_stream.core.service import kafka_lifespan, liveness_view, run_stage
-from deepfake_stream.core.settings import Settings
+from deepfake_stream.core.settings import BACKENDS, Backend, Settings
 from deepfake_stream.core.stage import StageRunner
 from deepfake_stream.core.telemetry import setup_telemetry, shutdown_telemetry
 from deepfake_stream.models.base import Detector
@@ -67,11 +67,11 @@ def resolve_device(settings: Settings, backend: str) -> str:
 
 
 async def load_detectors(
-    registry: Registry, backend: str, device: str, only: set[str] | None = None
+    registry: Registry, backend: Backend, device: str, only: set[str] | None = None
 ) -> dict[str, Detector]:
     """Every model routed to this backend; one that fails to load is left out (routed around)."""
     loaded: dict[str, Detector] = {}
-    for config in registry.for_backend(backend):  # type: ignore[arg-type]
+    for config in registry.for_backend(backend):
         if only and config.model_id not in only:
             continue
         started = time.perf_counter()
@@ -108,6 +108,8 @@ async def serve_worker(
     count: int | None = None,
     timeout: float | None = None,
 ) -> int:
+    if backend not in BACKENDS:  # a command-line string until here
+        raise ValueError(f"unknown backend {backend!r}: one of {', '.join(BACKENDS)}")
     registry = registry or registry_for(settings)
     stop = stop or asyncio.Event()
     device = resolve_device(settings, backend)
@@ -148,7 +150,7 @@ async def serve_worker(
             producer=producer,
             handler=worker,
             stage=backend,
-            topics=[settings.topics.backend(backend)],  # type: ignore[arg-type]
+            topics=[settings.topics.backend(backend)],
             max_batch_size=settings.worker.max_batch_size,
             backlog_batch_size=settings.worker.backlog_batch_size,
             max_wait_ms=settings.worker.max_wait_ms,

@@ -154,8 +154,9 @@ class Supervisor:
         self.stopping = True
         running = [c for c in self.children if c.process and c.process.poll() is None]
         for child in reversed(running):
-            log.info("stopping %s pid=%d", child.role, child.process.pid)  # type: ignore[union-attr]
-            child.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+            assert child.process is not None
+            log.info("stopping %s pid=%d", child.role, child.process.pid)
+            child.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self.grace_s
         for child in running:
             assert child.process is not None

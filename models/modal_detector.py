@@ -55,7 +55,8 @@ def modal_connect(app_name: str, model_id: str) -> Connect:
 
         cls = modal.Cls.from_name(app_name, REMOTE_CLASS)
         await cls.hydrate.aio()  # AuthError / NotFoundError / ConnectionError surface here
-        return cls(model_id=model_id).score.remote.aio  # type: ignore[no-any-return]
+        remote: RemoteScore = cls(model_id=model_id).score.remote.aio  # modal's methods are Any
+        return remote
 
     return connect
 

@@ -227,7 +227,9 @@ class Router:
         self._dead(result, record, "model_error", error)
         return result.out[0]
 
-    def _dead(self, result: BatchResult, record: ConsumerRecord, reason: str, err) -> None:  # type: ignore[no-untyped-def]
+    def _dead(
+        self, result: BatchResult, record: ConsumerRecord, reason: str, err: BaseException | str
+    ) -> None:
         self.dead[reason] = self.dead.get(reason, 0) + 1
         received = headers_carrier(record.headers)
         span = start_hop_span(
@@ -238,7 +240,7 @@ class Router:
         letter = dead_letter(
             record,
             topic=self.settings.topics.dlq,
-            reason=reason,  # type: ignore[arg-type]
+            reason=reason,  # type: ignore[arg-type]  # core's errors carry a str (below schemas)
             stage="router",
             error=err,
             attempts=0,

@@ -145,7 +145,8 @@ def check_goals(
             )
         )
     gain = emb_offline.gain if emb_offline else None
-    gain_on_cpu = emb_offline is not None and emb_offline.device == "cpu"
+    device = emb_offline.device if emb_offline else None
+    gain_on_cpu = device == "cpu"
     goals.append(
         Goal(
             name="medium-embedding batching gain (CPU)",
@@ -153,7 +154,7 @@ def check_goals(
             measured=(
                 _why_not(emb_offline, None)
                 if gain is None
-                else f"{gain:.2f}x" + ("" if gain_on_cpu else f" on {emb_offline.device}")  # type: ignore[union-attr]
+                else f"{gain:.2f}x" + ("" if gain_on_cpu else f" on {device}")
             ),
             status="N/A" if gain is None or not gain_on_cpu else _status(gain >= EMBEDDING_GAIN),
         )
@@ -192,7 +193,6 @@ def check_goals(
     for model_id, pipe in pipelines.items():
         bound = p99_bound_ms(max_wait_ms, models.get(model_id))
         p99 = pipe.half_load.latency_ms.get("p99", math.nan) if pipe.half_load else math.nan
-        ok = bound is not None and not math.isnan(p99)
         goals.append(
             Goal(
                 name=f"{model_id} p99 at 50% load",
@@ -200,7 +200,7 @@ def check_goals(
                 + ("?" if bound is None else f"{bound:.0f} ms")
                 + f" (max_wait {max_wait_ms:.0f} + 3 x batch)",
                 measured="not run" if math.isnan(p99) else f"{p99:.0f} ms",
-                status=_status(p99 <= bound) if ok else "N/A",  # type: ignore[operator]
+                status="N/A" if bound is None or math.isnan(p99) else _status(p99 <= bound),
             )
         )
     return goals

@@ -35,8 +35,10 @@ from aiokafka.record.util import decode_varint
 log = logging.getLogger(__name__)
 
 
-class _LenientBatch(_DefaultRecordBatchPy):  # type: ignore[misc]
+class _LenientBatch(_DefaultRecordBatchPy):  # type: ignore[misc]  # subclasses Any: aiokafka has no types
     """aiokafka's pure-Python record batch; header keys decoded with ``errors="replace"``."""
+
+    _pos: int  # the read position, set by aiokafka's __init__ (declared: it has no types)
 
     def _read_msg(self, decode_varint: Any = decode_varint) -> _DefaultRecordPy:
         # The record layout of aiokafka's _DefaultRecordBatchPy._read_msg (Kafka record v2);
@@ -107,7 +109,7 @@ class _TolerantBatch:
         return iter(records)
 
 
-class TolerantMemoryRecords(_MemoryRecordsPy):  # type: ignore[misc]
+class TolerantMemoryRecords(_MemoryRecordsPy):  # type: ignore[misc]  # subclasses Any: aiokafka has no types
     """What the fetcher unpacks a fetched partition with (see the module docstring)."""
 
     def next_batch(self, *args: Any, **kwargs: Any) -> Any:
@@ -120,4 +122,4 @@ class TolerantMemoryRecords(_MemoryRecordsPy):  # type: ignore[misc]
 
 def install() -> None:
     """Make every aiokafka consumer of this process unpack fetches tolerantly (idempotent)."""
-    fetcher.MemoryRecords = TolerantMemoryRecords  # type: ignore[attr-defined,misc]
+    fetcher.MemoryRecords = TolerantMemoryRecords

@@ -24,7 +24,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from deepfake_stream.core.kafka import make_consumer
 from deepfake_stream.core.settings import Settings
@@ -131,7 +131,7 @@ class LivenessView:
         self._task = asyncio.create_task(self._read(consumer), name="liveness-reader")
         _RUNNING.add(self)
 
-    async def _open(self):  # type: ignore[no-untyped-def]
+    async def _open(self) -> AIOKafkaConsumer:
         consumer = make_consumer(
             self._settings,
             self._settings.topics.heartbeats,
@@ -150,7 +150,7 @@ class LivenessView:
             raise
         return consumer
 
-    async def _read(self, consumer) -> None:  # type: ignore[no-untyped-def]
+    async def _read(self, consumer: AIOKafkaConsumer | None) -> None:
         """Reads until cancelled. A failed poll must not end it (every backend would then
         look dead once the TTLs ran out): the consumer is replaced, with a back-off bounded
         by ``WORKER_LIVENESS_RETRY_MAX_S``; re-reading from the earliest heartbeat is
@@ -196,7 +196,7 @@ class LivenessView:
             self._task = None
 
 
-async def _stop_quietly(consumer) -> None:  # type: ignore[no-untyped-def]
+async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
     try:
         await consumer.stop()
     except Exception as exc:  # already broken: nothing more to release

@@ -20,7 +20,7 @@ BACKENDS: tuple[Backend, ...] = ("cpu", "gpu", "modal")
 ROUTING_HEADROOM_BYTES = 65_536
 """Room a routed item (envelope, trace context, headers) needs beyond its input's bytes."""
 
-_FROZEN = {"frozen": True, "extra": "ignore", "use_attribute_docstrings": True}
+_FROZEN = SettingsConfigDict(frozen=True, extra="ignore", use_attribute_docstrings=True)
 
 
 class KafkaSettings(BaseSettings):
@@ -356,10 +356,17 @@ class Settings(BaseModel):
         return self
 
 
-GROUPS: dict[str, type[BaseSettings]] = {
-    name: field.annotation  # type: ignore[misc]
-    for name, field in Settings.model_fields.items()
-}
+def _groups() -> dict[str, type[BaseSettings]]:
+    groups: dict[str, type[BaseSettings]] = {}
+    for name, field in Settings.model_fields.items():
+        cls = field.annotation
+        if not (isinstance(cls, type) and issubclass(cls, BaseSettings)):
+            raise TypeError(f"Settings.{name} must be a settings group, not {cls!r}")
+        groups[name] = cls
+    return groups
+
+
+GROUPS = _groups()
 
 GROUP_TITLES: dict[str, str] = {
     "kafka": "Kafka",
@@ -398,4 +405,4 @@ def load_settings(overrides: dict[tuple[str, str], Any] | None = None) -> Settin
     per_group: dict[str, dict[str, Any]] = {}
     for (group, field), value in (overrides or {}).items():
         per_group.setdefault(group, {})[field] = value
-    return Settings(**{g: cls(**per_group.get(g, {})) for g, cls in GROUPS.items()})
+    return Settings.model_validate({g: cls(**per_group.get(g, {})) for g, cls in GROUPS.items()})

@@ -88,7 +88,7 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, KafkaError)
 
 
-class _DrainOnRevoke(ConsumerRebalanceListener):
+class _DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]  # subclasses Any: aiokafka has no types
     def __init__(
         self,
         lock: asyncio.Lock,

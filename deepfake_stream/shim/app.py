@@ -20,7 +20,7 @@ import importlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -253,10 +253,13 @@ def _include_clientside(app: FastAPI) -> None:
 
 
 def _state(request: Request) -> ShimState:
-    return request.app.state.shim  # type: ignore[no-any-return]
+    state: ShimState = request.app.state.shim  # app.state's attributes are Any
+    return state
 
 
-def _error(request: Request, status: int, code: str, detail: Any, headers=None) -> Response:  # type: ignore[no-untyped-def]
+def _error(
+    request: Request, status: int, code: str, detail: Any, headers: Mapping[str, str] | None = None
+) -> Response:
     rid = str(getattr(request.state, "request_id", "-"))
     return Response(
         error_body(code, detail, rid),
@@ -397,7 +400,7 @@ def _model_info(state: ShimState, model_id: str) -> ModelInfo:
         id=model_id,
         kind=config.kind,
         size=config.size,
-        version=detector.version if loaded else config.version,  # type: ignore[union-attr]
+        version=detector.version if detector is not None and loaded else config.version,
         threshold=config.threshold,
         backends=list(config.chain),
         default=model_id == state.registry.default_model,

@@ -46,10 +46,10 @@ def _load() -> _Profiles:
             init_factory()
             from langdetect.detector_factory import _factory as factory
 
-            table = factory.word_lang_prob_map  # type: ignore[union-attr]
+            table = factory.word_lang_prob_map
             probs = np.array(list(table.values()), dtype=np.float32)
             _profiles = _Profiles(
-                factory=factory,  # type: ignore[arg-type]
+                factory=factory,
                 index={g: i for i, g in enumerate(table)},
                 log_probs=np.log(probs + np.float32(_SMOOTHING)),
             )
