@@ -56,7 +56,7 @@ from deepfake_stream.models.base import Detector
 from deepfake_stream.models.operating_points import resolve_operating_point
 from deepfake_stream.models.registry import Registry
 from deepfake_stream.schemas import InputItem, RoutedItem, Verdict
-from deepfake_stream.schemas.dead_letters import dead_letter
+from deepfake_stream.schemas.dead_letter import dead_letter
 
 log = logging.getLogger(__name__)
 

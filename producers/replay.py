@@ -43,7 +43,12 @@ from deepfake_stream.core.liveness import now_ms
 from deepfake_stream.core.settings import Settings
 from deepfake_stream.core.stage import Outgoing
 from deepfake_stream.core.topics import ensure_topics, load_topic_definitions
-from deepfake_stream.core.tracing import CORRELATION_HEADER, trace_from_headers, trace_headers
+from deepfake_stream.core.tracing import (
+    CORRELATION_HEADER,
+    TRACE_HEADERS,
+    trace_from_headers,
+    trace_headers,
+)
 from deepfake_stream.models.base import Detector
 from deepfake_stream.models.kinds import build_detector
 from deepfake_stream.models.operating_points import resolve_operating_point
@@ -58,7 +63,7 @@ from deepfake_stream.schemas import (
     Verdict,
     parse_input,
 )
-from deepfake_stream.schemas.dead_letters import dead_letter
+from deepfake_stream.schemas.dead_letter import dead_letter
 
 log = logging.getLogger(__name__)
 REPLAY_HEADER = ("deepfake.replay", b"true")
@@ -317,7 +322,7 @@ class Replayer:
             await store.record_published(published)
 
     def _reinject(self, record: ConsumerRecord) -> Outgoing:
-        carried = [(k, v) for k, v in (record.headers or ()) if k in ("traceparent", "tracestate")]
+        carried = [(k, v) for k, v in (record.headers or ()) if k in TRACE_HEADERS]
         return Outgoing(
             topic=self.settings.topics.input,
             value=record.value or b"",
