@@ -2,16 +2,15 @@
 
 For each request the shim validates the item exactly as the router does
 (:func:`schemas.parse_input`), resolves the model in the same registry, and asks the same
-routing rule (:func:`deepfake_stream.routing.decide.choose_route`, fed by the workers' heartbeats)
-which
-backend the stream would pick. When that backend is one the shim can run itself (``cpu``),
-it scores the text with its own copy of the detector, in a dedicated inference thread, and
-builds the verdict on the stream's own path (:mod:`deepfake_stream.consumers.scoring`:
-normalisation,
-language, windows, verdict fields), so a text gets the same verdict whichever way it came
-in. When the stream would send the item elsewhere (a live GPU worker or Modal), the shim
-hands it to the stream (``via_stream``) instead. With no live worker at all it still
-answers, in-process, on the first backend of the chain it can run.
+routing rule (:func:`deepfake_stream.routing.decide.choose_route`, fed by the workers'
+heartbeats) which backend the stream would pick. When that backend is one the shim can run
+itself (``cpu``), it scores the text with its own copy of the detector, in a dedicated
+inference thread, on the stream's own scoring path
+(:mod:`deepfake_stream.consumers.batch_scoring`: normalisation, language, windows, capped
+calls, verdict fields), so a text gets the same verdict whichever way it came in. When the
+stream would send the item elsewhere (a live GPU worker or Modal), the shim hands it to the
+stream (``via_stream``) instead. With no live worker at all it still answers, in-process, on
+the first backend of the chain it can run.
 """
 
 from __future__ import annotations
