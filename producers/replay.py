@@ -56,10 +56,10 @@ from deepfake_stream.models.registry import Registry
 from deepfake_stream.producers.scan import Scan, Selection
 from deepfake_stream.routing.decide import choose_model
 from deepfake_stream.schemas import (
+    BackendName,
     InputItem,
     Revision,
     RoutedItem,
-    RoutingEnvelope,
     Verdict,
     parse_input,
 )
@@ -190,7 +190,7 @@ class Replayer:
         self.detectors: dict[str, Detector] = dict(detectors or {})
         self._owned: list[Detector] = []
         self.device = settings.worker.device or "cpu"
-        self.backend = "gpu" if self.device.startswith("cuda") else "cpu"
+        self.backend: BackendName = "gpu" if self.device.startswith("cuda") else "cpu"
         self.summary = ReplaySummary()
         self.known: dict[tuple[str, str], Earlier] | None = None
         """Last verdicts on the output topic (only with --only-changed)."""
@@ -352,7 +352,7 @@ class Replayer:
             routed.append((record, self._routed(record, item, config.model_id)))
         record_of = {id(i): r for r, i in routed}
         scorer = self._scorer(executor)
-        outcomes = await scorer.score([i for _, i in routed], backend=self.backend)  # type: ignore[arg-type]
+        outcomes = await scorer.score([i for _, i in routed], backend=self.backend)
         for outcome in outcomes:
             record, item, verdict = record_of[id(outcome.item)], outcome.item, outcome.verdict
             model_id = item.routing.model_id
@@ -399,20 +399,19 @@ class Replayer:
         )
 
     def _routed(self, record: ConsumerRecord, item: InputItem, model_id: str) -> RoutedItem:
-        return RoutedItem(
-            **item.model_dump(),
-            routing=RoutingEnvelope(
-                model_id=model_id,
-                target=self.backend,  # type: ignore[arg-type]
-                first_seen_ms=now_ms(),  # latency_ms measures the replay, not the history
-                # Its trace continues, but a replay answers no ?via=stream request.
-                trace={
-                    k: v
-                    for k, v in trace_from_headers(record.headers).items()
-                    if k != CORRELATION_HEADER
-                },
-                replay=True,
-            ),
+        return RoutedItem.first_hop(
+            item,
+            model_id=model_id,
+            target=self.backend,
+            chain=[],
+            first_seen_ms=now_ms(),  # latency_ms measures the replay, not the history
+            # Its trace continues, but a replay answers no ?via=stream request.
+            trace={
+                k: v
+                for k, v in trace_from_headers(record.headers).items()
+                if k != CORRELATION_HEADER
+            },
+            replay=True,
         )
 
     def _dead(self, record: ConsumerRecord, reason: str, error: BaseException | str) -> Outgoing:

@@ -36,6 +36,21 @@ DlqStage = Literal["router", BackendName, "shim", "replay"]
 """A nested Literal flattens: router, cpu, gpu, modal, shim, replay."""
 DLQ_REASONS: tuple[str, ...] = DlqReason.__args__  # type: ignore[attr-defined]
 MAX_ERROR_MESSAGE_CHARS = 1_000
+TRUNCATED_HEADER = "dlq.truncated"
+DLQ_HEADERS: dict[str, str] = {
+    "dlq.reason": " | ".join(DLQ_REASONS),
+    "dlq.stage": " | ".join(DlqStage.__args__),  # type: ignore[attr-defined]
+    "dlq.error.class": "class name of the last error",
+    "dlq.error.message": "the last error, one line, at most 1,000 characters, no stack trace",
+    "dlq.original.topic": "topic the message was read from",
+    "dlq.original.partition": "its partition",
+    "dlq.original.offset": "its offset",
+    "dlq.attempts": "how many backends were tried",
+    "dlq.failed_at": "ISO 8601 time",
+    TRUNCATED_HEADER: "only when the value was cut to fit the broker: the original size in bytes",
+}
+"""Every ``dlq.*`` header a dead letter may carry, and what it means (the AsyncAPI document
+shows these)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,7 +81,6 @@ class DeadLetter:
         return encode_headers(pairs)
 
 
-TRUNCATED_HEADER = "dlq.truncated"
 TRACE_ROOM_BYTES = 1_024
 """Kept free for the trace headers a stage puts on a dead letter after building it
 (``tracing.with_trace``: a traceparent and a W3C tracestate of at most 512 characters)."""
