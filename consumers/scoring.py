@@ -1,4 +1,5 @@
-"""The one path from texts to verdicts, whoever asks: worker, replay, HTTP shim.
+"""The per-text steps of the one scoring path (:mod:`deepfake_stream.consumers.batch_scoring`
+runs them for a micro-batch, whoever asks: worker, replay, HTTP shim).
 
 1. :func:`prepare` (cheap, no model): normalise the text (``evasion``), detect its language,
    count its words and cut it into windows that cover it.

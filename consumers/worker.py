@@ -24,18 +24,13 @@ from functools import partial
 from typing import Any
 
 from aiokafka.structs import ConsumerRecord
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import Span
 from pydantic import ValidationError
 
+from deepfake_stream.consumers.batch_scoring import BatchScorer
 from deepfake_stream.consumers.inference_thread import InferenceThread
 from deepfake_stream.consumers.redis_store import DedupKey, RedisStore, text_digest
-from deepfake_stream.consumers.scoring import (
-    Prepared,
-    Scored,
-    prepare_all,
-    score_prepared,
-    verdict_for,
-)
+from deepfake_stream.consumers.scoring import Prepared, Scored, score_prepared
 from deepfake_stream.core import metrics
 from deepfake_stream.core.errors import (
     DetectError,
@@ -60,8 +55,8 @@ from deepfake_stream.core.tracing import (
 from deepfake_stream.models.base import Detector
 from deepfake_stream.models.operating_points import resolve_operating_point
 from deepfake_stream.models.registry import Registry
-from deepfake_stream.schemas import InputItem, RoutedItem
-from deepfake_stream.schemas.dead_letters import dead_letter
+from deepfake_stream.schemas import InputItem, RoutedItem, Verdict
+from deepfake_stream.schemas.dead_letter import dead_letter
 
 log = logging.getLogger(__name__)
 
@@ -167,63 +162,63 @@ class Worker:
 
         groups = await self._unpublished(groups, spans)
         published: list[DedupKey] = []
+        item_spans = {id(i): spans[id(r)] for es in groups.values() for r, i in es}
+        scorer = self._scorer(deadline, item_spans)
         for model_id, entries in groups.items():
-            detector = self.detectors[model_id]
-            config = self.registry.models[model_id]
-            prepared = await loop.run_in_executor(
-                self.executor,
-                prepare_all,
-                [i.text for _, i in entries],
-                config,
-                self.settings.limits.max_windows,
+            by_item = {id(item): (record, spans[id(record)]) for record, item in entries}
+            outcomes = await scorer.score_group(
+                model_id,
+                [item for _, item in entries],
+                backend=self.backend,  # type: ignore[arg-type]
             )
-            prep = {id(r): p for (r, _), p in zip(entries, prepared, strict=True)}
-            entries = await self._emit_cached(result, model_id, entries, spans, published, prep)
+            # A remote detector learns its version from its answers (the Modal bridge's
+            # first batch would otherwise carry the local spec's version).
+            self._versions[model_id] = self.detectors[model_id].version
             fresh: dict[str, float] = {}
-            cap = config.max_batch_size or len(entries) or 1
-            for start in range(0, len(entries), cap):
-                chunk = entries[start : start + cap]
-                # The batch is its own span, linked to every item span it scores.
-                batch_span = start_hop_span(
-                    f"infer {model_id}",
-                    None,
-                    kind=SpanKind.INTERNAL,
-                    links=[link_to(spans[id(r)]) for r, _ in chunk],
-                    attributes={
-                        "deepfake.stage": self.backend,
-                        "deepfake.model_id": model_id,
-                        "deepfake.model_version": self._versions[model_id],
-                        "deepfake.batch_size": len(chunk),
-                    },
-                )
-                started = time.perf_counter()
-                try:
-                    outcomes = await self._infer(
-                        model_id, detector, [prep[id(r)] for r, _ in chunk], deadline
-                    )
-                finally:
-                    batch_span.end()
-                    metrics.INFERENCE_SECONDS.labels(model_id, self.backend).observe(
-                        time.perf_counter() - started
-                    )
-                    metrics.BATCH_SIZE.labels(self.backend, model_id).observe(len(chunk))
-                # A remote detector learns its version from its answers (the Modal bridge's
-                # first batch would otherwise carry the local spec's version).
-                self._versions[model_id] = detector.version
-                for (record, item), outcome in zip(chunk, outcomes, strict=True):
-                    span = spans[id(record)]
-                    if outcome.score is None:
-                        self._fail(result, record, item, outcome.error, span)  # type: ignore[arg-type]
-                        continue
-                    self._emit_verdict(result, item, span, prep[id(record)], outcome)
-                    fresh[item.text] = outcome.score
-                    published.append(dedup_key(item, self._versions[model_id]))
+            for outcome in outcomes:
+                record, span = by_item[id(outcome.item)]
+                if outcome.verdict is None:
+                    self._fail(result, record, outcome.item, outcome.error, span)
+                    continue
+                if outcome.cached:
+                    span.set_attribute("deepfake.cache", "hit")
+                else:
+                    fresh[outcome.item.text] = outcome.scored.score  # type: ignore[assignment]
+                self._emit_verdict(result, outcome.item, span, outcome.verdict)
+                published.append(dedup_key(outcome.item, outcome.verdict.model_version))
             if self.store is not None:
                 await self.store.cache_scores(self._versions[model_id], model_id, fresh)
         if self.store is not None and published:
             # Recorded only once the broker acknowledged these verdicts: never loses one.
             result.after_ack.append(partial(self.store.record_published, published))
         return result
+
+    def _scorer(self, deadline: float, item_spans: dict[int, Span]) -> BatchScorer:
+        """The shared scoring path, with this worker's hooks: its own loaded detectors, each
+        call bounded by WORKER_BATCH_TIMEOUT_S (one deadline for the whole micro-batch), the
+        verdict cache, and each call linked to the spans of the items it scores."""
+
+        async def detector_for(model_id: str) -> Detector:
+            return self.detectors[model_id]
+
+        async def run(model_id: str, detector: Detector, chunk: list[Prepared]) -> list[Scored]:
+            return await self._infer(model_id, detector, chunk, deadline)
+
+        def observe(model_id: str, size: int, seconds: float) -> None:
+            metrics.INFERENCE_SECONDS.labels(model_id, self.backend).observe(seconds)
+            metrics.BATCH_SIZE.labels(self.backend, model_id).observe(size)
+
+        return BatchScorer(
+            registry=self.registry,
+            max_windows=self.settings.limits.max_windows,
+            executor=lambda: self.executor,
+            detector_for=detector_for,
+            stage=self.backend,
+            run=run,
+            cached=self._cached if self.store is not None else None,
+            links=lambda item: link_to(item_spans[id(item)]),
+            observe=observe,
+        )
 
     async def _infer(
         self, model_id: str, detector: Detector, prepared: list[Prepared], deadline: float
@@ -291,17 +286,9 @@ class Worker:
             self.on_advertised_change()
 
     def _emit_verdict(
-        self, result: BatchResult, item: RoutedItem, span: Span, prepared: Prepared, scored: Scored
+        self, result: BatchResult, item: RoutedItem, span: Span, verdict: Verdict
     ) -> None:
         model_id = item.routing.model_id
-        verdict = verdict_for(
-            item,
-            prepared,
-            scored,
-            config=self.registry.models[model_id],
-            model_version=self._versions[model_id],
-            backend=self.backend,
-        )
         span.set_attributes(
             {
                 "deepfake.outcome": "verdict",
@@ -370,36 +357,20 @@ class Worker:
             )
         return kept
 
-    async def _emit_cached(
-        self,
-        result: BatchResult,
-        model_id: str,
-        entries: list[Entry],
-        spans: dict[int, Span],
-        published: list[DedupKey],
-        prep: dict[int, Prepared],
-    ) -> list[Entry]:
-        """Verdicts for the texts whose score is cached (one MGET; no inference, so their
-        batch_size is 1); returns the entries still to score. The cache holds document
-        scores only: an item asking for ``detail`` (window spans) is always scored."""
-        if self.store is None or not entries:
-            return entries
-        version = self._versions[model_id]
-        cached = await self.store.cached_scores(version, [i.text for _, i in entries])
-        misses: list[Entry] = []
-        for (record, item), score in zip(entries, cached, strict=True):
-            if score is None or item.detail:
-                misses.append((record, item))
-                continue
-            span = spans[id(record)]
-            span.set_attribute("deepfake.cache", "hit")
-            self._emit_verdict(result, item, span, prep[id(record)], Scored(score, None, 1))
-            published.append(dedup_key(item, version))
-        hits = len(entries) - len(misses)
+    async def _cached(
+        self, model_id: str, version: str, items: Sequence[RoutedItem]
+    ) -> list[float | None]:
+        """The texts' cached document scores (one MGET; a hit is a verdict without
+        inference, so its batch_size is 1). The cache holds document scores only: an item
+        asking for ``detail`` (window spans) is always scored."""
+        assert self.store is not None
+        cached = await self.store.cached_scores(version, [i.text for i in items])
+        found = [None if i.detail else s for i, s in zip(items, cached, strict=True)]
+        hits = sum(s is not None for s in found)
         self.cache_hits += hits
         metrics.CACHE_HITS.labels(model_id).inc(hits)
-        metrics.CACHE_MISSES.labels(model_id).inc(len(misses))
-        return misses
+        metrics.CACHE_MISSES.labels(model_id).inc(len(items) - hits)
+        return found
 
     def _item_span(self, record: ConsumerRecord, item: RoutedItem) -> Span:
         parent = item.routing.trace or headers_carrier(record.headers)

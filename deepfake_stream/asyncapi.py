@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI, Contact, License
-from pydantic import BaseModel, ConfigDict, Field
 
 from deepfake_stream import __version__
-from deepfake_stream.core.settings import BACKENDS, Backend, TopicSettings
-from deepfake_stream.schemas import DLQ_REASONS, InputItem, RoutedItem, Verdict
-from deepfake_stream.schemas.dead_letter import DlqStage
+from deepfake_stream.core.liveness import Heartbeat
+from deepfake_stream.core.settings import BACKENDS, TopicSettings
+from deepfake_stream.schemas import InputItem, RoutedItem, Verdict
+from deepfake_stream.schemas.dead_letter import DLQ_HEADERS
 
 TITLE = "deepfake-stream"
 DESCRIPTION = """\
@@ -34,40 +34,6 @@ items in micro-batches and publish verdicts; anything that cannot be scored beco
 letter. Every message is keyed by the item id and carries the item's W3C trace context in the
 `traceparent`/`tracestate` headers. Delivery is at-least-once: consumers de-duplicate verdicts
 by `id` and `model_version`."""
-
-
-class Heartbeat(BaseModel):
-    """A worker's liveness announcement (key: the worker id). A backend is live for a model
-    while some worker's latest heartbeat naming it is younger than its ``ttl_ms``."""
-
-    model_config = ConfigDict(frozen=True)
-
-    worker_id: str
-    backend: Backend
-    models: list[str] = Field(default_factory=list)
-    """Models this worker has loaded and serves."""
-    ts_ms: int
-    """Epoch milliseconds of the announcement."""
-    ttl_ms: int
-    """How long the announcement counts (WORKER_HEARTBEAT_TTL_S)."""
-    state: Literal["alive", "leaving"] = "alive"
-    """``leaving``: the worker is stopping; route elsewhere at once."""
-    host: str = ""
-    pid: int = 0
-
-
-DLQ_HEADERS = {
-    "dlq.reason": " | ".join(DLQ_REASONS),
-    "dlq.stage": " | ".join(DlqStage.__args__),  # type: ignore[attr-defined]
-    "dlq.error.class": "class name of the last error",
-    "dlq.error.message": "the last error, one line, at most 1,000 characters, no stack trace",
-    "dlq.original.topic": "topic the message was read from",
-    "dlq.original.partition": "its partition",
-    "dlq.original.offset": "its offset",
-    "dlq.attempts": "how many backends were tried",
-    "dlq.failed_at": "ISO 8601 time",
-    "dlq.truncated": "only when the value was cut to fit the broker: the original size in bytes",
-}
 
 
 def _consumer(model: type[Any]) -> Callable[..., Awaitable[None]]:

@@ -35,15 +35,20 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from tqdm import tqdm
 
+from deepfake_stream.consumers.batch_scoring import BatchScorer
 from deepfake_stream.consumers.redis_store import DedupKey, RedisStore
-from deepfake_stream.consumers.scoring import prepare_all, score_prepared, verdict_for
 from deepfake_stream.core.errors import ConfigError, InvalidInput, UnknownModel
 from deepfake_stream.core.kafka import make_producer, wait_for_broker
 from deepfake_stream.core.liveness import now_ms
 from deepfake_stream.core.settings import Settings
 from deepfake_stream.core.stage import Outgoing
 from deepfake_stream.core.topics import ensure_topics, load_topic_definitions
-from deepfake_stream.core.tracing import CORRELATION_HEADER, trace_from_headers, trace_headers
+from deepfake_stream.core.tracing import (
+    CORRELATION_HEADER,
+    TRACE_HEADERS,
+    trace_from_headers,
+    trace_headers,
+)
 from deepfake_stream.models.base import Detector
 from deepfake_stream.models.kinds import build_detector
 from deepfake_stream.models.operating_points import resolve_operating_point
@@ -51,14 +56,14 @@ from deepfake_stream.models.registry import Registry
 from deepfake_stream.producers.scan import Scan, Selection
 from deepfake_stream.routing.decide import choose_model
 from deepfake_stream.schemas import (
+    BackendName,
     InputItem,
     Revision,
     RoutedItem,
-    RoutingEnvelope,
     Verdict,
     parse_input,
 )
-from deepfake_stream.schemas.dead_letters import dead_letter
+from deepfake_stream.schemas.dead_letter import dead_letter
 
 log = logging.getLogger(__name__)
 REPLAY_HEADER = ("deepfake.replay", b"true")
@@ -185,7 +190,7 @@ class Replayer:
         self.detectors: dict[str, Detector] = dict(detectors or {})
         self._owned: list[Detector] = []
         self.device = settings.worker.device or "cpu"
-        self.backend = "gpu" if self.device.startswith("cuda") else "cpu"
+        self.backend: BackendName = "gpu" if self.device.startswith("cuda") else "cpu"
         self.summary = ReplaySummary()
         self.known: dict[tuple[str, str], Earlier] | None = None
         """Last verdicts on the output topic (only with --only-changed)."""
@@ -317,7 +322,7 @@ class Replayer:
             await store.record_published(published)
 
     def _reinject(self, record: ConsumerRecord) -> Outgoing:
-        carried = [(k, v) for k, v in (record.headers or ()) if k in ("traceparent", "tracestate")]
+        carried = [(k, v) for k, v in (record.headers or ()) if k in TRACE_HEADERS]
         return Outgoing(
             topic=self.settings.topics.input,
             value=record.value or b"",
@@ -329,7 +334,7 @@ class Replayer:
         self, records: Sequence[ConsumerRecord], executor: ThreadPoolExecutor
     ) -> list[Outgoing]:
         out: list[Outgoing] = []
-        groups: dict[str, list[tuple[ConsumerRecord, RoutedItem]]] = {}
+        routed: list[tuple[ConsumerRecord, RoutedItem]] = []
         limits = self.settings.limits
         for record in records:
             try:
@@ -344,74 +349,69 @@ class Replayer:
             except (InvalidInput, UnknownModel) as exc:
                 out.append(self._dead(record, exc.reason, exc))
                 continue
-            groups.setdefault(config.model_id, []).append(
-                (record, self._routed(record, item, config.model_id))
+            routed.append((record, self._routed(record, item, config.model_id)))
+        record_of = {id(i): r for r, i in routed}
+        scorer = self._scorer(executor)
+        outcomes = await scorer.score([i for _, i in routed], backend=self.backend)
+        for outcome in outcomes:
+            record, item, verdict = record_of[id(outcome.item)], outcome.item, outcome.verdict
+            model_id = item.routing.model_id
+            if verdict is None:
+                out.append(self._dead(record, "model_error", outcome.error))
+                continue
+            self.summary.rescored += 1
+            key = (item.id, model_id)
+            earlier = self.earlier.get(key)
+            if earlier is not None and earlier.differs(verdict):
+                revises = Revision(model_version=earlier.model_version, scored_at=earlier.scored_at)
+                verdict = verdict.model_copy(update={"revises": revises})
+            if self.known is not None:
+                before = self.known.get(key)
+                if before is None:
+                    self.summary.new = (self.summary.new or 0) + 1
+                elif before.differs(verdict):
+                    self.summary.changed = (self.summary.changed or 0) + 1
+                else:
+                    continue  # --only-changed: same label and confidence as the last one
+                self.known[key] = Earlier.of(verdict)
+            if self.output == self.settings.topics.verdicts:
+                self.earlier[key] = Earlier.of(verdict)  # a later duplicate revises this one
+            self.summary.published += 1
+            out.append(
+                Outgoing(
+                    topic=self.output,
+                    value=verdict.model_dump_json().encode(),
+                    key=item.id.encode(),
+                    headers=[*trace_headers(item.routing.trace), REPLAY_HEADER],
+                )
             )
-        loop = asyncio.get_running_loop()
-        for model_id, entries in groups.items():
-            detector = await self._detector(model_id)
-            config = self.registry.models[model_id]
-            texts = [i.text for _, i in entries]
-            windows = self.settings.limits.max_windows
-            prepared = await loop.run_in_executor(executor, prepare_all, texts, config, windows)
-            outcomes = await loop.run_in_executor(executor, score_prepared, detector, prepared)
-            for (record, item), prep, outcome in zip(entries, prepared, outcomes, strict=True):
-                if outcome.score is None:
-                    out.append(self._dead(record, "model_error", outcome.error or "no score"))
-                    continue
-                verdict = verdict_for(
-                    item,
-                    prep,
-                    outcome,
-                    config=config,
-                    model_version=detector.version,
-                    backend=self.backend,
-                )
-                self.summary.rescored += 1
-                key = (item.id, model_id)
-                earlier = self.earlier.get(key)
-                if earlier is not None and earlier.differs(verdict):
-                    revises = Revision(
-                        model_version=earlier.model_version, scored_at=earlier.scored_at
-                    )
-                    verdict = verdict.model_copy(update={"revises": revises})
-                if self.known is not None:
-                    before = self.known.get(key)
-                    if before is None:
-                        self.summary.new = (self.summary.new or 0) + 1
-                    elif before.differs(verdict):
-                        self.summary.changed = (self.summary.changed or 0) + 1
-                    else:
-                        continue  # --only-changed: same label and confidence as the last one
-                    self.known[key] = Earlier.of(verdict)
-                if self.output == self.settings.topics.verdicts:
-                    self.earlier[key] = Earlier.of(verdict)  # a later duplicate revises this one
-                self.summary.published += 1
-                out.append(
-                    Outgoing(
-                        topic=self.output,
-                        value=verdict.model_dump_json().encode(),
-                        key=item.id.encode(),
-                        headers=[*trace_headers(item.routing.trace), REPLAY_HEADER],
-                    )
-                )
         return out
 
+    def _scorer(self, executor: ThreadPoolExecutor) -> BatchScorer:
+        """The shared scoring path, scoring with this replay's own detectors in its thread."""
+        return BatchScorer(
+            registry=self.registry,
+            max_windows=self.settings.limits.max_windows,
+            executor=lambda: executor,
+            detector_for=self._detector,
+            stage="replay",
+            failure_reason="model_error",
+        )
+
     def _routed(self, record: ConsumerRecord, item: InputItem, model_id: str) -> RoutedItem:
-        return RoutedItem(
-            **item.model_dump(),
-            routing=RoutingEnvelope(
-                model_id=model_id,
-                target=self.backend,  # type: ignore[arg-type]
-                first_seen_ms=now_ms(),  # latency_ms measures the replay, not the history
-                # Its trace continues, but a replay answers no ?via=stream request.
-                trace={
-                    k: v
-                    for k, v in trace_from_headers(record.headers).items()
-                    if k != CORRELATION_HEADER
-                },
-                replay=True,
-            ),
+        return RoutedItem.first_hop(
+            item,
+            model_id=model_id,
+            target=self.backend,
+            chain=[],
+            first_seen_ms=now_ms(),  # latency_ms measures the replay, not the history
+            # Its trace continues, but a replay answers no ?via=stream request.
+            trace={
+                k: v
+                for k, v in trace_from_headers(record.headers).items()
+                if k != CORRELATION_HEADER
+            },
+            replay=True,
         )
 
     def _dead(self, record: ConsumerRecord, reason: str, error: BaseException | str) -> Outgoing:

@@ -21,6 +21,7 @@ from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from deepfake_stream.core.errors import DetectError
+from deepfake_stream.core.headers import parse_headers
 from deepfake_stream.core.kafka import make_consumer
 from deepfake_stream.core.reader import topic_partitions
 from deepfake_stream.core.settings import Settings
@@ -46,7 +47,7 @@ class Selection:
         if self.until_ms is not None and record.timestamp >= self.until_ms:
             return False
         if self.reasons is not None:
-            reason = dict(record.headers or ()).get("dlq.reason", b"").decode("utf-8", "replace")
+            reason = parse_headers(record.headers).get("dlq.reason", "")
             if reason not in self.reasons:
                 return False
         return self.ids is None or record_id(record) in self.ids

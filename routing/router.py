@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from deepfake_stream.core.errors import InvalidInput, UnknownModel
+from deepfake_stream.core.headers import parse_headers
 from deepfake_stream.core.liveness import LivenessView, now_ms
 from deepfake_stream.core.settings import Settings
 from deepfake_stream.core.stage import BatchResult, Outgoing
@@ -37,7 +38,7 @@ from deepfake_stream.models.operating_points import resolve_operating_point
 from deepfake_stream.models.registry import ModelConfig, Registry
 from deepfake_stream.routing.decide import candidates, choose_model, choose_route
 from deepfake_stream.schemas import InputItem, RoutedItem, parse_input
-from deepfake_stream.schemas.dead_letters import dead_letter
+from deepfake_stream.schemas.dead_letter import dead_letter
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +209,7 @@ class Router:
             chain=list(route.chain),
             first_seen_ms=seen_ms,
             trace=trace,
-            replay=_header(record, "deepfake.replay") == "true",
+            replay=parse_headers(record.headers).get("deepfake.replay") == "true",
         )
         result.out.append(
             Outgoing(
@@ -258,10 +259,3 @@ class Router:
                 list(backends),
                 self.liveness.live_backends(),
             )
-
-
-def _header(record: ConsumerRecord, name: str) -> str | None:
-    for k, v in record.headers or ():
-        if k == name and v is not None:
-            return v.decode("utf-8", "replace")
-    return None

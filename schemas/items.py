@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-BackendName = Literal["cpu", "gpu", "modal"]
+from deepfake_stream.core.settings import Backend
+
+BackendName = Backend
+"""``cpu``, ``gpu`` or ``modal``: defined once, in the core (settings name the backends'
+topics), and named here for the messages."""
 
 
 class InputItem(BaseModel):

@@ -13,7 +13,6 @@ DATABASE_URL when set (e.g. PostgreSQL), else a throw-away SQLite file.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from aiokafka.structs import ConsumerRecord
 from sqlalchemy import delete, func, select
 
 from deepfake_stream.core.settings import Settings
+from deepfake_stream.schemas import Verdict
 from deepfake_stream.store import db
 from deepfake_stream.store.schema import verdicts
 
@@ -125,26 +125,22 @@ async def capacity(settings: Settings, n: int) -> float:
     from deepfake_stream.store.writer import StoreHandler
 
     topic = f"bench-capacity-{uuid.uuid4().hex[:8]}"
-    value = json.dumps(
-        {
-            "id": "cap",
-            "model_id": "tiny-tfidf",
-            "model_version": "bench",
-            "score": 0.5,
-            "label": "ai",
-            "is_fake": True,
-            "threshold": 0.5,
-            "backend": "cpu",
-            "fallback_from": [],
-            "attempts": 1,
-            "batch_size": 64,
-            "latency_ms": 1.0,
-            "scored_at": "2026-01-01T00:00:00.000Z",
-            "replay": False,
-            "tenant": None,
-            "metadata": {},
-        }
-    ).encode()
+    value = (
+        Verdict.from_score(
+            score=0.5,
+            threshold=0.5,
+            id="cap",
+            model_id="tiny-tfidf",
+            model_version="bench",
+            backend="cpu",
+            attempts=1,
+            batch_size=64,
+            latency_ms=1.0,
+            scored_at="2026-01-01T00:00:00.000Z",
+        )
+        .model_dump_json()
+        .encode()
+    )
     records = [
         ConsumerRecord(topic, 0, i, 0, 0, None, value, None, 0, len(value), []) for i in range(n)
     ]

@@ -32,6 +32,8 @@ from aiokafka.record.default_records import (
 from aiokafka.record.memory_records import _MemoryRecordsPy
 from aiokafka.record.util import decode_varint
 
+from deepfake_stream.core.headers import decode_header
+
 log = logging.getLogger(__name__)
 
 
@@ -64,7 +66,7 @@ class _LenientBatch(_DefaultRecordBatchPy):  # type: ignore[misc]  # subclasses 
             h_key_len, pos = decode_varint(buffer, pos)
             if h_key_len < 0:
                 raise CorruptRecordException(f"Invalid negative header key size {h_key_len}")
-            h_key = bytes(buffer[pos : pos + h_key_len]).decode("utf-8", "replace")
+            h_key = decode_header(bytes(buffer[pos : pos + h_key_len]))
             pos += h_key_len
             h_value, pos = _nullable_bytes(buffer, pos, decode_varint)
             headers.append((h_key, h_value))

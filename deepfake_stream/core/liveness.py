@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -22,12 +21,13 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from typing import Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from deepfake_stream.core.kafka import make_consumer
-from deepfake_stream.core.settings import Settings
+from deepfake_stream.core.settings import Backend, Settings
 
 log = logging.getLogger(__name__)
 
@@ -36,34 +36,38 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Heartbeat:
+# The one definition: workers publish it, readers parse it, the AsyncAPI document shows it.
+class Heartbeat(BaseModel):
+    """A worker's liveness announcement (key: the worker id). A backend is live for a model
+    while some worker's latest heartbeat naming it is younger than its ``ttl_ms``."""
+
+    model_config = ConfigDict(frozen=True)
+
     worker_id: str
-    backend: str
-    models: tuple[str, ...]
+    backend: Backend
+    models: tuple[str, ...] = Field(default_factory=tuple)
+    """Models this worker has loaded and serves."""
     ts_ms: int
+    """Epoch milliseconds of the announcement."""
     ttl_ms: int
-    state: str = "alive"
+    """How long the announcement counts (WORKER_HEARTBEAT_TTL_S)."""
+    state: Literal["alive", "leaving"] = "alive"
+    """``leaving``: the worker is stopping; route elsewhere at once."""
     host: str = ""
     pid: int = 0
 
+    @field_validator("models", mode="before")
+    @classmethod
+    def _no_models(cls, models: object) -> object:
+        return () if models is None else models
+
     def encode(self) -> bytes:
-        doc = {**self.__dict__, "models": list(self.models)}
-        return json.dumps(doc, separators=(",", ":")).encode()
+        return self.model_dump_json().encode()
 
     @classmethod
     def decode(cls, raw: bytes) -> Heartbeat:
-        doc = json.loads(raw)
-        return cls(
-            worker_id=str(doc["worker_id"]),
-            backend=str(doc["backend"]),
-            models=tuple(doc.get("models") or ()),
-            ts_ms=int(doc["ts_ms"]),
-            ttl_ms=int(doc["ttl_ms"]),
-            state=str(doc.get("state", "alive")),
-            host=str(doc.get("host", "")),
-            pid=int(doc.get("pid", 0)),
-        )
+        """Raises a ValueError (pydantic's ValidationError) on anything malformed."""
+        return cls.model_validate_json(raw)
 
     def live_at(self, t_ms: int) -> bool:
         return self.state == "alive" and t_ms < self.ts_ms + self.ttl_ms
@@ -226,7 +230,7 @@ class HeartbeatPublisher:
         """Announce now rather than at the next interval (the advertised models changed)."""
         self._soon.set()
 
-    def _beat(self, state: str) -> Heartbeat:
+    def _beat(self, state: Literal["alive", "leaving"]) -> Heartbeat:
         return Heartbeat(
             worker_id=self.worker_id,
             backend=self.backend,
@@ -238,7 +242,7 @@ class HeartbeatPublisher:
             pid=os.getpid(),
         )
 
-    async def publish(self, state: str = "alive") -> None:
+    async def publish(self, state: Literal["alive", "leaving"] = "alive") -> None:
         await self._producer.send_and_wait(
             self._settings.topics.heartbeats,
             self._beat(state).encode(),

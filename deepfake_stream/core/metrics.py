@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_se
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from deepfake_stream.core.headers import parse_headers
 from deepfake_stream.core.settings import BACKENDS, Settings
 
 if TYPE_CHECKING:
@@ -197,9 +198,10 @@ def observe_batch(
         next_offset[tp] = first_unhandled
     for o in out:
         ITEMS_OUT.labels(stage, o.topic).inc()
-        reason = _header(o.headers, "dlq.reason")
+        headers = parse_headers(o.headers)
+        reason = headers.get("dlq.reason")
         if reason is not None:
-            DEAD_LETTERS.labels(reason, _header(o.headers, "dlq.stage") or stage).inc()
+            DEAD_LETTERS.labels(reason, headers.get("dlq.stage") or stage).inc()
     for tp, position in next_offset.items():
         try:
             highwater = consumer.highwater(tp)
@@ -209,10 +211,3 @@ def observe_batch(
             CONSUMER_LAG.labels(stage, tp.topic, str(tp.partition)).set(
                 max(0, highwater - position)
             )
-
-
-def _header(headers: Sequence[tuple[str, bytes]], name: str) -> str | None:
-    for k, v in headers:
-        if k == name:
-            return v.decode("utf-8", "replace")
-    return None

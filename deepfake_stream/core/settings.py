@@ -9,13 +9,15 @@ environment name lower-cased with dashes, so operators only ever learn one name.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Backend = Literal["cpu", "gpu", "modal"]
-BACKENDS: tuple[Backend, ...] = ("cpu", "gpu", "modal")
+"""The backends, defined once here (the core names their topics); ``schemas.BackendName`` is
+this type."""
+BACKENDS: tuple[Backend, ...] = get_args(Backend)
 
 ROUTING_HEADROOM_BYTES = 65_536
 """Room a routed item (envelope, trace context, headers) needs beyond its input's bytes."""

@@ -33,6 +33,7 @@ from opentelemetry.trace.propagation import set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
+from deepfake_stream.core.headers import decode_header
 from deepfake_stream.core.stage import Outgoing
 
 INSTRUMENTATION = "deepfake_stream"
@@ -64,7 +65,7 @@ def _carried(headers: Iterable[tuple[str, bytes | str | None]] | None) -> dict[s
     found: dict[str, str] = {}
     for k, v in headers or ():
         if k in _VALID and v:
-            text = v if isinstance(v, str) else v.decode("ascii", "replace")
+            text = decode_header(v)
             if _VALID[k].match(text):
                 found[k] = text
     return found

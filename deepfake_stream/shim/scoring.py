@@ -2,16 +2,15 @@
 
 For each request the shim validates the item exactly as the router does
 (:func:`schemas.parse_input`), resolves the model in the same registry, and asks the same
-routing rule (:func:`deepfake_stream.routing.decide.choose_route`, fed by the workers' heartbeats)
-which
-backend the stream would pick. When that backend is one the shim can run itself (``cpu``),
-it scores the text with its own copy of the detector, in a dedicated inference thread, and
-builds the verdict on the stream's own path (:mod:`deepfake_stream.consumers.scoring`:
-normalisation,
-language, windows, verdict fields), so a text gets the same verdict whichever way it came
-in. When the stream would send the item elsewhere (a live GPU worker or Modal), the shim
-hands it to the stream (``via_stream``) instead. With no live worker at all it still
-answers, in-process, on the first backend of the chain it can run.
+routing rule (:func:`deepfake_stream.routing.decide.choose_route`, fed by the workers'
+heartbeats) which backend the stream would pick. When that backend is one the shim can run
+itself (``cpu``), it scores the text with its own copy of the detector, in a dedicated
+inference thread, on the stream's own scoring path
+(:mod:`deepfake_stream.consumers.batch_scoring`: normalisation, language, windows, capped
+calls, verdict fields), so a text gets the same verdict whichever way it came in. When the
+stream would send the item elsewhere (a live GPU worker or Modal), the shim hands it to the
+stream (``via_stream``) instead. With no live worker at all it still answers, in-process, on
+the first backend of the chain it can run.
 """
 
 from __future__ import annotations
@@ -23,15 +22,11 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
-from opentelemetry.trace import SpanKind
-
-from deepfake_stream.consumers.isolate import Outcome, score_isolating
-from deepfake_stream.consumers.scoring import Scored, prepare_all, score_prepared, verdict_for
+from deepfake_stream.consumers.batch_scoring import BatchScorer, in_thread, score_capped
+from deepfake_stream.consumers.isolate import score_isolating
 from deepfake_stream.core.errors import InvalidInput, UnknownModel
 from deepfake_stream.core.settings import Settings
-from deepfake_stream.core.tracing import fail_span, start_hop_span
 from deepfake_stream.models.base import Detector
 from deepfake_stream.models.kinds import build_detector
 from deepfake_stream.models.operating_points import resolve_operating_point
@@ -40,6 +35,7 @@ from deepfake_stream.routing.decide import candidates, choose_model, choose_rout
 from deepfake_stream.schemas import InputItem, RoutedItem, Verdict, parse_input
 from deepfake_stream.schemas.http import DetectRequest, SentenceScore
 from deepfake_stream.schemas.items import BackendName
+from deepfake_stream.schemas.verdict import label_for
 from deepfake_stream.shim import metrics
 from deepfake_stream.shim.errors import ApiError
 
@@ -174,74 +170,37 @@ class InProcessScorer:
             item=item, config=config, target=local[0], chain=order[at + 1 :], via_stream=False
         )
 
-    async def _predict(
-        self,
-        config: ModelConfig,
-        texts: Sequence[Any],
-        trace: dict[str, str] | None = None,
-        scorer: Callable[[Detector, list[Any]], list[Any]] = score_isolating,
-    ) -> list[Any]:
-        """Scores in batches of the model's cap, with ``scorer``: :func:`score_isolating` on
-        plain texts, or :func:`score_prepared` on prepared ones (their windows). Each batch is
-        an ``infer <model>`` span in the request's trace (``trace``: the shim span's
-        carrier), as a worker's batch is."""
-        detector = await self.detector_for(config)
-        cap = config.max_batch_size or len(texts) or 1
-        loop = asyncio.get_running_loop()
-        outcomes: list[Outcome | Scored] = []
-        for start in range(0, len(texts), cap):
-            chunk = list(texts[start : start + cap])
-            span = start_hop_span(
-                f"infer {config.model_id}",
-                trace,
-                kind=SpanKind.INTERNAL,
-                attributes={
-                    "deepfake.stage": "shim",
-                    "deepfake.model_id": config.model_id,
-                    "deepfake.model_version": detector.version,
-                    "deepfake.batch_size": len(chunk),
-                },
+    def _observe(self, model_id: str, size: int, seconds: float) -> None:
+        metrics.INFERENCE_SECONDS.labels(model_id).observe(seconds)
+
+    @staticmethod
+    def _raise_failed(model_id: str, errors: Sequence[BaseException | None]) -> None:
+        for err in errors:
+            message = " ".join(str(err).split())[:300]
+            raise ApiError(
+                502, "model_error", f"{model_id} failed: {type(err).__name__}: {message}"
             )
-            started = time.perf_counter()
-            try:
-                scored = await loop.run_in_executor(self._executor, scorer, detector, chunk)
-                failed = [o.error for o in scored if o.score is None]
-                if failed:
-                    fail_span(span, "model_error", failed[0])
-            except BaseException as exc:
-                fail_span(span, "model_error", exc)
-                raise
-            finally:
-                span.end()
-                metrics.INFERENCE_SECONDS.labels(config.model_id).observe(
-                    time.perf_counter() - started
-                )
-            outcomes += scored
-        for outcome in outcomes:
-            if outcome.score is None:
-                err = outcome.error
-                message = " ".join(str(err).split())[:300]
-                raise ApiError(
-                    502, "model_error", f"{config.model_id} failed: {type(err).__name__}: {message}"
-                )
-        return outcomes
 
     async def score(
         self, plans: Sequence[Plan], *, first_seen_ms: int, trace: dict[str, str]
     ) -> list[Verdict]:
-        """Verdicts for in-process plans of one model, scored together, in order."""
+        """Verdicts for in-process plans of one model, scored together, in order, on the
+        stream's own path (:class:`BatchScorer`). Each capped call is an ``infer <model>``
+        span in the request's trace (``trace``: the shim span's carrier), as a worker's is."""
         if not plans:
             return []
         config = plans[0].config
-        detector = await self.detector_for(config)
-        loop = asyncio.get_running_loop()
-        windows = self.settings.limits.max_windows
-        texts = [p.item.text for p in plans]
-        prepared = await loop.run_in_executor(self._executor, prepare_all, texts, config, windows)
-        outcomes = await self._predict(config, prepared, trace, score_prepared)
-        verdicts = []
-        for plan, prep, outcome in zip(plans, prepared, outcomes, strict=True):
-            routed = RoutedItem.first_hop(
+        scorer = BatchScorer(
+            registry=self.registry,
+            max_windows=self.settings.limits.max_windows,
+            executor=lambda: self._executor,
+            detector_for=lambda _: self.detector_for(config),
+            stage="shim",
+            observe=self._observe,
+            failure_reason="model_error",
+        )
+        routed = [
+            RoutedItem.first_hop(
                 plan.item,
                 model_id=config.model_id,
                 target=plan.target,
@@ -249,17 +208,14 @@ class InProcessScorer:
                 first_seen_ms=first_seen_ms,
                 trace=trace,
             )
-            verdicts.append(
-                verdict_for(
-                    routed,
-                    prep,
-                    outcome,
-                    config=config,
-                    model_version=detector.version,
-                    backend=plan.target,
-                )
-            )
-        return verdicts
+            for plan in plans
+        ]
+        # The verdict names the backend the stream would have used (the plan's target).
+        outcomes = await scorer.score_group(
+            config.model_id, routed, backend=plans[0].target, parent=trace
+        )
+        self._raise_failed(config.model_id, [o.scored.error for o in outcomes if o.verdict is None])
+        return [o.verdict for o in outcomes if o.verdict is not None]
 
     async def sentences(
         self,
@@ -272,10 +228,21 @@ class InProcessScorer:
         own, with its character span."""
         if not spans:
             return []
-        outcomes = await self._predict(config, [text[a:b] for a, b in spans], trace)
+        detector = await self.detector_for(config)
+        outcomes = await score_capped(
+            detector,
+            config,
+            [text[a:b] for a, b in spans],
+            in_thread(lambda: self._executor, score_isolating, detector),
+            stage="shim",
+            parent=trace,
+            observe=self._observe,
+            failure_reason="model_error",
+        )
+        self._raise_failed(config.model_id, [o.error for o in outcomes if o.score is None])
         out = []
         for (a, b), outcome in zip(spans, outcomes, strict=True):
             score = float(outcome.score.score)  # type: ignore[union-attr]
-            label = "ai" if score >= config.threshold else "human"
+            label = label_for(score, config.threshold)
             out.append(SentenceScore(start=a, end=b, text=text[a:b], score=score, label=label))
         return out

@@ -10,7 +10,7 @@ import pytest
 from deepfake_stream.consumers.service import serve_worker
 from deepfake_stream.core.reader import read_topic
 from deepfake_stream.routing.service import serve_router
-from deepfake_stream.schemas.dead_letters import TRUNCATED_HEADER
+from deepfake_stream.schemas.dead_letter import TRUNCATED_HEADER
 from tests.conftest import unique_settings
 from tests.hostile.core_raw import RawHeaderKey, item, produce_raw
 from tests.integration.harness import collect, running, wait_live

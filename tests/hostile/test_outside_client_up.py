@@ -32,7 +32,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from deepfake_stream.embedded_broker import free_port
-from deepfake_stream.schemas.dead_letters import TRUNCATED_HEADER
+from deepfake_stream.schemas.dead_letter import TRUNCATED_HEADER
 from deepfake_stream.supervisor import console_command
 from tests.hostile.core_raw import RawHeaderKey, python_batch_builder
 from tests.hostile.test_clients_stream_codec import HOSTILE

@@ -19,7 +19,11 @@ from deepfake_stream.schemas import (
     Verdict,
     parse_input,
 )
-from deepfake_stream.schemas.dead_letter import MAX_ERROR_MESSAGE_CHARS
+from deepfake_stream.schemas.dead_letter import (
+    DLQ_HEADERS,
+    MAX_ERROR_MESSAGE_CHARS,
+    TRUNCATED_HEADER,
+)
 from deepfake_stream.schemas.validate import DEFAULT_MAX_JSON_DEPTH
 
 MAX_TEXT_CHARS = 100
@@ -379,6 +383,11 @@ def test_dead_letter_message_is_one_bounded_line() -> None:
     assert len(message) == MAX_ERROR_MESSAGE_CHARS
     assert "\n" not in message and "\r" not in message and "\t" not in message
     assert message.startswith("Traceback (most recent call last): File x line 2 é")
+
+
+def test_every_dead_letter_header_is_documented_where_it_is_emitted() -> None:
+    """The AsyncAPI document shows DLQ_HEADERS: every header the emitter writes is there."""
+    assert {k for k, _ in letter().headers()} | {TRUNCATED_HEADER} == set(DLQ_HEADERS)
 
 
 def test_dead_letter_failed_at_is_iso8601_utc() -> None:
