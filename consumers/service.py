@@ -25,6 +25,7 @@ from deepfake_stream.core.telemetry import setup_telemetry, shutdown_telemetry
 from deepfake_stream.models.base import Detector
 from deepfake_stream.models.registry import Registry, registry_for
 from deepfake_stream.models.shared import SHARED
+from deepfake_stream.text.language import load_profiles
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,9 @@ async def serve_worker(
         producer = await stack.enter_async_context(kafka_lifespan(settings, backend))
         if detectors is None:
             detectors = await load_detectors(registry, backend, device, only)
+        # Text preparation detects languages: load its profiles now, not in the first batch
+        # (whose WORKER_BATCH_TIMEOUT_S the load would eat).
+        await asyncio.to_thread(load_profiles)
         for d in detectors.values():
             if not d.ready:  # injected detectors (tests) may arrive unloaded
                 await d.load()

@@ -56,6 +56,12 @@ def _load() -> _Profiles:
         return _profiles
 
 
+def load_profiles() -> None:
+    """Load the profiles now (about 1-2 s), e.g. while a service starts, rather than in its
+    first batch, whose time budget (``WORKER_BATCH_TIMEOUT_S``) the load would eat."""
+    _load()
+
+
 def detect_language(text: str) -> str | None:
     """ISO 639-1 code (``zh-cn``/``zh-tw`` become ``zh``), or None without any n-gram the
     profiles know (digits, symbols)."""
