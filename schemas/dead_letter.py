@@ -143,4 +143,5 @@ def fit(
 
 def _size(key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> int:
     # The very estimate aiokafka's producer checks against its max_request_size.
-    return DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
+    size: int = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
+    return size
