@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install install-browser install-redis run test test-chaos test-all lint types types-baseline bench clean
+.PHONY: install install-browser install-redis run test test-unit test-chaos test-all lint types types-baseline bench clean
 
 install: $(VENV)/.installed
 
@@ -37,6 +37,10 @@ PYTEST_PROGRESS := -o console_output_style=progress --durations=15
 ## unit + integration tests (real broker over TCP, real models); what CI runs
 test: install install-browser
 	$(BIN)/pytest $(PYTEST_PROGRESS) -m "not chaos"
+
+## the fast tier: no broker, Redis or PostgreSQL, no large model loads or long runs
+test-unit: install
+	$(BIN)/pytest $(PYTEST_PROGRESS) -m "not slow and not integration and not chaos"
 
 ## the chaos suite (tests/chaos/: kills, restarts, poison, broker pause, Redis loss, Modal
 ## outage, slow batches, shim fuzzing); CI runs it after `make test`

@@ -5,12 +5,34 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from deepfake_stream.core.settings import Settings, all_fields, load_settings
 from deepfake_stream.embedded_broker import EmbeddedBroker, free_port
+
+TESTS = Path(__file__).parent
+# Fixtures that reach a real service: the embedded broker over TCP, or PostgreSQL / the verdict
+# store's database. Any test that asks for one (directly or through another fixture) is
+# `integration`, wherever its file lives.
+SERVICE_FIXTURES = {"kafka_bootstrap", "store_url", "pg_url"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep the tier markers true without relying on each file remembering them:
+    tests/chaos/ is `chaos` (and `integration`), tests/integration/ is `integration`, and so is
+    every test that uses a service fixture. `slow` stays explicit, where a test is slow."""
+    for item in items:
+        parts = item.path.relative_to(TESTS).parts if item.path.is_relative_to(TESTS) else ()
+        folder = parts[0] if len(parts) > 1 else ""
+        if folder == "chaos":
+            item.add_marker(pytest.mark.chaos)
+        if folder in ("chaos", "integration") or SERVICE_FIXTURES & set(
+            getattr(item, "fixturenames", ())
+        ):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -63,6 +63,7 @@ async def test_one_batch_without_redis_keeps_edits_and_tenants(
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # 15-35 s
 async def test_across_batches_with_redis_an_edit_gets_its_own_verdict(
     kafka_bootstrap: str,
     prefix: str,  # noqa: F811

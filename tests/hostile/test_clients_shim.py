@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from deepfake_stream.models.registry import load_registry
 from deepfake_stream.shim import create_app
 from deepfake_stream.shim.sentences import sentence_spans
 from tests.doubles import EchoDetector, SlowDetector
+from tests.waiting import until
 
 KEY = "hostile-key"
 TEXT = "The committee will reconvene next week. It will review the proposal in detail."
@@ -105,15 +107,21 @@ async def test_detailed_on_a_long_run_of_spaces_is_fast_and_healthz_answers() ->
 
 
 async def test_healthz_answers_while_detailed_sentences_are_scored() -> None:
+    scoring = threading.Event()
+
     class Slow(SlowDetector):
         delay_s = 1.0
+
+        def predict_batch(self, texts):  # type: ignore[no-untyped-def]
+            scoring.set()
+            return super().predict_batch(texts)
 
     async with shim(detector=Slow) as client:
         text = " ".join(f"Sentence number {i}." for i in range(5))
         heavy = asyncio.create_task(
             client.post("/v1/detect", json={"text": text, "detailed": True})
         )
-        await asyncio.sleep(0.2)  # the request is in the inference thread now
+        await until(scoring.is_set, timeout=30, what="the request to reach the inference thread")
         started = time.monotonic()
         assert (await client.get("/healthz")).status_code == 200
         assert time.monotonic() - started < 0.5  # not behind the ~2 s of inference

@@ -28,6 +28,7 @@ def sha(text: str) -> str:
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # 15-30 s
 async def test_same_id_from_two_keys_at_once_each_gets_its_own_verdict(
     kafka_bootstrap: str,
     prefix: str,  # noqa: F811

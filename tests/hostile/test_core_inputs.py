@@ -20,7 +20,7 @@ from tests.conftest import unique_settings
 from tests.hostile.core_raw import RawHeaderKey, Record, item, produce_raw
 from tests.integration.harness import collect, running, wait_live
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # 20-45 s
 
 N_DISTINCT = 5_000  # unknown model ids, and as many tenants: 10,000 attacker-chosen values
 

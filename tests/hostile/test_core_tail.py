@@ -14,7 +14,7 @@ from tests.conftest import unique_settings
 from tests.hostile.core_raw import RawHeaderKey, produce_raw
 from tests.integration.harness import cli_command, settings_env
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # the CLI as a subprocess: 10-20 s
 
 BAD_KEY = RawHeaderKey(b"\xff\xfe\xc3(")
 

@@ -40,7 +40,7 @@ from tests.integration.test_redis import REDIS
 from tests.system import Outcome, deepfake_up, read_outputs, wait_for_verdict_of
 from tests.texts import TURKISH, ai_english, evade, long_human_with_ai_section
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # `up` and every case: 78-150 s
 
 VICTIM, ATTACKER = "victim-key", "attacker-key"
 LONG, AI_START, AI_END = long_human_with_ai_section()

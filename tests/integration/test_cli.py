@@ -27,6 +27,7 @@ pytestmark = pytest.mark.integration
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
+@pytest.mark.slow  # the CLI as subprocesses: 10-20 s
 async def test_produce_file_then_tail_prints_the_verdicts(kafka_bootstrap: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     settings = unique_settings(kafka_bootstrap)
     env = settings_env(settings)

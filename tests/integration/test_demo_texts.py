@@ -12,7 +12,7 @@ from deepfake_stream.core.settings import load_settings
 from deepfake_stream.models.kinds import build_detector
 from deepfake_stream.models.registry import load_registry
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # loads every demo model, SmolLM2 too
 DEMO = Path(__file__).resolve().parents[2] / "deepfake_stream" / "demo.jsonl"
 
 

@@ -46,6 +46,7 @@ def items(n: int, prefix: str) -> list[dict]:
     ]
 
 
+@pytest.mark.slow  # 1,000 items: 15-30 s
 async def test_thousand_items_thousand_contract_verdicts(kafka_bootstrap: str) -> None:
     settings = unique_settings(kafka_bootstrap)
     async with running(
@@ -122,6 +123,7 @@ async def test_malformed_messages_are_dead_lettered_while_valid_ones_flow(
         datetime.fromisoformat(h["dlq.failed_at"])
 
 
+@pytest.mark.slow  # worker processes: 40-85 s
 async def test_sigkill_of_a_cpu_worker_mid_stream_loses_nothing(kafka_bootstrap: str) -> None:
     settings = unique_settings(kafka_bootstrap, worker__max_batch_size=32)
     env = settings_env(settings)
@@ -146,6 +148,7 @@ async def test_sigkill_of_a_cpu_worker_mid_stream_loses_nothing(kafka_bootstrap:
     print(f"SIGKILL test: {n} items, {len(ids) - len(set(ids))} duplicate verdicts")
 
 
+@pytest.mark.slow  # worker processes: 25-50 s
 async def test_sigterm_drains_and_commits_so_a_restart_duplicates_nothing(
     kafka_bootstrap: str,
 ) -> None:

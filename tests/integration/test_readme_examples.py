@@ -160,8 +160,10 @@ def test_readme_example_runs_as_printed(
 ) -> None:
     if block.mode == "skip":
         pytest.skip(block.note or "marked skip")
-    if block.mode != "run":
-        pytest.skip("not marked: put <!-- readme-test: run --> or <!-- readme-test: skip WHY -->")
+    # An unmarked block fails rather than skips: a new README example is run or says why not.
+    assert block.mode == "run", (
+        "not marked: put <!-- readme-test: run --> or <!-- readme-test: skip WHY -->"
+    )
     env = request.getfixturevalue("system")
     cwd = tmp_path_factory.mktemp("readme")
     done = _run(block, env, cwd)

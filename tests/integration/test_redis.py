@@ -24,6 +24,7 @@ from deepfake_stream.routing.service import serve_router
 from tests.conftest import unique_settings
 from tests.doubles import EchoDetector, register_doubles
 from tests.integration.harness import collect, publish, running, wait_live
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 REDIS = "redis://127.0.0.1:6379/0"
@@ -205,7 +206,11 @@ async def test_redis_cut_mid_run_loses_nothing_and_comes_back(
             await collect(settings, verdicts=80, timeout=60)
 
             await proxy.start()  # back on the same port: the worker reconnects by itself
-            await asyncio.sleep(2.0)
+            await until(
+                lambda: any("redis is back" in r.getMessage() for r in caplog.records),
+                timeout=30,
+                what="the worker to reconnect to Redis",
+            )
             await publish(settings, wave("w3", "first"))
             results = await collect(settings, verdicts=120, timeout=60)
     expected = {f"{tag}-{i}" for tag in ("w1", "w2", "w3") for i in range(40)}

@@ -19,8 +19,9 @@ from deepfake_stream.core.kafka import make_consumer, make_producer
 from deepfake_stream.core.stage import BatchResult, StageRunner
 from deepfake_stream.core.topics import ensure_topics
 from tests.conftest import unique_settings
+from tests.waiting import until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # three 10 s rebalance rounds
 
 
 class Seen:
@@ -74,7 +75,9 @@ async def test_rebalances_during_collect_handle_no_record_twice(kafka_bootstrap:
     stop_a = asyncio.Event()
     a = asyncio.create_task(serve("a", stop_a))
     try:
-        await asyncio.sleep(4)
+        await until(lambda: seen, timeout=60, what="consumer a to handle its first batch")
+        # Each 5 s is a deliberate window: b joins (a rebalance lands in a's long collect),
+        # consumes, leaves (another rebalance), and a runs alone again.
         for _ in range(3):
             stop_b = asyncio.Event()
             b = asyncio.create_task(serve("b", stop_b))
@@ -85,10 +88,8 @@ async def test_rebalances_during_collect_handle_no_record_twice(kafka_bootstrap:
         stop_sending.set()
         await sending
         await producer.flush()
-        async with asyncio.timeout(60):
-            while len(seen) < sent:
-                await asyncio.sleep(0.2)
-        await asyncio.sleep(2)
+        await until(lambda: len(seen) >= sent, timeout=60, interval=0.2, what="every record")
+        await asyncio.sleep(2)  # a window for any record handled twice to show
     finally:
         stop_a.set()
         stop_sending.set()

@@ -19,7 +19,7 @@ from tests.store_db import db_settings, store_url
 from tests.system import Outcome, deepfake_up, read_outputs, wait_for_verdict_of
 
 __all__ = ["store_url"]
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # 2,000 items through `up`: 40-80 s
 N = 2000
 BAD_JSON = 10
 UNKNOWN_MODEL = 10

@@ -18,7 +18,7 @@ from tests.integration.harness import settings_env
 from tests.integration.test_pipeline import MALFORMED, SAMPLES
 from tests.system import Outcome, deepfake_up, percentile, read_outputs, wait_for_verdict_of
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # `up` as a subprocess: 20-60 s
 
 
 async def test_up_scores_2000_texts_and_dead_letters_8_malformed(tmp_path) -> None:  # type: ignore[no-untyped-def]

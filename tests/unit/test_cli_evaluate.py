@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).parents[2]
@@ -46,6 +47,7 @@ def test_evaluate_json_last_line() -> None:
     assert result["model_version"].startswith("2026.11.1+sha256:")
 
 
+@pytest.mark.slow
 def test_evaluate_by_field_reports_groups_at_an_operating_point(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
     humans_seen = 0
@@ -121,6 +123,7 @@ def test_models_size_counts_the_weights_that_come_from_packages() -> None:
     assert " (0.0 MB)" not in proc.stdout
 
 
+@pytest.mark.slow
 def test_calibrate_writes_operating_points_whose_fpr_holds_on_the_file(tmp_path: Path) -> None:
     registry = tmp_path / "models.yaml"
     registry.write_text(

@@ -128,8 +128,7 @@ class TestSmallPerplexity(DetectorContract):
     @classmethod
     def make_detector(cls) -> Detector:
         config = load_registry().models.get("small-perplexity")
-        if config is None:  # registered together with its trained artifact
-            pytest.skip("small-perplexity is not registered")
+        assert config is not None, "small-perplexity is in the shipped models/registry.yaml"
         return build_detector(config.spec())
 
     def test_details_carry_the_features(self, loaded: Detector) -> None:

@@ -296,7 +296,7 @@ def test_malformed_json_is_422_invalid_json_as_on_the_stream(
 def test_malformed_or_invalid_bodies_are_422(client: TestClient, content: bytes) -> None:
     r = client.post("/v1/detect", content=content, headers={"content-type": "application/json"})
     body = assert_error(r, 422, "invalid_request")
-    assert all(set(p) == {"loc", "msg", "type"} for p in body["detail"])
+    assert body["detail"] and all(set(p) == {"loc", "msg", "type"} for p in body["detail"])
 
 
 def test_deeply_nested_metadata_is_422_as_on_the_stream(client: TestClient) -> None:
