@@ -207,8 +207,8 @@ def _edge(
 
 
 def fit_bands(
-    labels: Sequence[int],
-    scores: Sequence[float],
+    labels: Sequence[int] | np.ndarray,
+    scores: Sequence[float] | np.ndarray,
     threshold: float,
     *,
     high: float = HIGH_PRECISION,
