@@ -22,7 +22,7 @@ from deepfake_stream.core.liveness import now_ms
 from deepfake_stream.models.base import Detector
 from deepfake_stream.models.operating_points import decide
 from deepfake_stream.models.registry import ModelConfig
-from deepfake_stream.schemas import RoutedItem, Span, Verdict, utc_now_iso
+from deepfake_stream.schemas import BackendName, RoutedItem, Span, Verdict, utc_now_iso
 from deepfake_stream.schemas.verdict import label_for
 from deepfake_stream.text import Normalised, Windows, aggregate, normalise, split_windows
 from deepfake_stream.text.language import detect_language
@@ -91,11 +91,12 @@ def score_prepared(detector: Detector, prepared: Sequence[Prepared]) -> list[Sco
     scored = []
     for p in prepared:
         mine = [next(outcomes) for _ in p.windows.bounds]
-        failed = next((o for o in mine if o.score is None), None)
-        if failed is not None:
+        got = [o.score for o in mine if o.score is not None]
+        if len(got) < len(mine):  # the text's first failed window fails it
+            failed = next(o for o in mine if o.score is None)
             scored.append(Scored(None, failed.error, failed.batch_size))
             continue
-        scores = tuple(float(o.score.score) for o in mine)  # type: ignore[union-attr]
+        scores = tuple(float(s.score) for s in got)
         scored.append(Scored(aggregate(scores), None, mine[0].batch_size, scores))
     return scored
 
@@ -105,11 +106,12 @@ def document_scores(
 ) -> list[float]:
     """Each text's score as its verdict reports it (normalised, windowed, aggregated): what
     thresholds and operating points are to be measured on. Raises on a text that fails."""
-    scored = score_prepared(detector, prepare_all(texts, config, max_windows))
-    for s in scored:
+    scores = []
+    for s in score_prepared(detector, prepare_all(texts, config, max_windows)):
         if s.score is None:
             raise s.error or RuntimeError("no score")
-    return [s.score for s in scored]  # type: ignore[misc]
+        scores.append(s.score)
+    return scores
 
 
 def document_scorer(
@@ -136,7 +138,7 @@ def verdict_for(
     *,
     config: ModelConfig,
     model_version: str,
-    backend: str,
+    backend: BackendName,
 ) -> Verdict:
     """The verdict for one scored routed item. ``scored.window_scores`` may be empty (a
     cached document score): the verdict then has no ``spans``."""
@@ -163,7 +165,7 @@ def verdict_for(
         scored_chars=prepared.scored_chars,
         windows=len(prepared.windows.bounds),
         spans=spans,
-        backend=backend,  # type: ignore[arg-type]
+        backend=backend,
         fallback_from=item.routing.fallback_from,
         attempts=item.routing.attempts,
         batch_size=scored.batch_size,

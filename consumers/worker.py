@@ -34,12 +34,13 @@ from deepfake_stream.consumers.scoring import Prepared, Scored, score_prepared
 from deepfake_stream.core import metrics
 from deepfake_stream.core.errors import (
     DetectError,
+    DlqReason,
     InferenceTimedOut,
     InvalidInput,
     ModelUnavailable,
 )
 from deepfake_stream.core.liveness import LivenessView, now_ms
-from deepfake_stream.core.settings import Settings
+from deepfake_stream.core.settings import Backend, Settings
 from deepfake_stream.core.stage import BatchResult, Outgoing
 from deepfake_stream.core.tracing import (
     CORRELATION_HEADER,
@@ -80,7 +81,7 @@ class Worker:
         settings: Settings,
         registry: Registry,
         *,
-        backend: str,
+        backend: Backend,
         detectors: dict[str, Detector],
         liveness: LivenessView,
         executor: Executor,
@@ -169,7 +170,7 @@ class Worker:
             outcomes = await scorer.score_group(
                 model_id,
                 [item for _, item in entries],
-                backend=self.backend,  # type: ignore[arg-type]
+                backend=self.backend,
             )
             # A remote detector learns its version from its answers (the Modal bridge's
             # first batch would otherwise carry the local spec's version).
@@ -183,7 +184,8 @@ class Worker:
                 if outcome.cached:
                     span.set_attribute("deepfake.cache", "hit")
                 else:
-                    fresh[outcome.item.text] = outcome.scored.score  # type: ignore[assignment]
+                    assert outcome.scored.score is not None  # a verdict always has its score
+                    fresh[outcome.item.text] = outcome.scored.score
                 self._emit_verdict(result, outcome.item, span, outcome.verdict)
                 published.append(dedup_key(outcome.item, outcome.verdict.model_version))
             if self.store is not None:
@@ -441,7 +443,7 @@ class Worker:
         )
         result.out.append(
             Outgoing(
-                topic=self.settings.topics.backend(nxt),  # type: ignore[arg-type]
+                topic=self.settings.topics.backend(nxt),
                 value=handed.model_dump_json().encode(),
                 key=item.id.encode(),
                 headers=trace_headers(carried),
@@ -464,7 +466,7 @@ class Worker:
         self,
         result: BatchResult,
         record: ConsumerRecord,
-        reason: str,
+        reason: DlqReason,
         error: BaseException | str,
         *,
         attempts: int,
@@ -481,10 +483,10 @@ class Worker:
         letter = dead_letter(
             record,
             topic=self.settings.topics.dlq,
-            reason=reason,  # type: ignore[arg-type]
+            reason=reason,
             stage=self.backend,
             error=error,
-            attempts=attempts,  # type: ignore[arg-type]
+            attempts=attempts,
             context=context,
             max_bytes=self.settings.kafka.max_request_bytes,
         )

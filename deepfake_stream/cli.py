@@ -247,13 +247,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if extras:
         _reject_extras(parser, args.command, extras)
-    overrides = {
-        tuple(k.split("__")[1:]): v
-        for k, v in vars(args).items()
-        if k.startswith("setting__") and v is not None
-    }
+    overrides: dict[tuple[str, str], Any] = {}
+    for k, v in vars(args).items():
+        if k.startswith("setting__") and v is not None:
+            _, group_name, field_name = k.split("__", 2)  # setting__<group>__<field>
+            overrides[(group_name, field_name)] = v
     try:
-        settings = load_settings(overrides)  # type: ignore[arg-type]
+        settings = load_settings(overrides)
         check_arguments = getattr(module, "check_arguments", None)
         problem = check_arguments(args) if check_arguments else None
         if problem is not None:

@@ -52,7 +52,11 @@ class DetectorSpec:
 @runtime_checkable
 class Detector(Protocol):
     spec: DetectorSpec
-    ready: bool
+
+    @property
+    def ready(self) -> bool:
+        """Loaded and able to score (read-only here: a remote detector computes it)."""
+        ...
 
     @property
     def version(self) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -220,7 +220,7 @@ def _round_floats(obj: Any) -> Any:
 
 
 def length_study(
-    sample: Sequence[Example], full: Sequence[float], prefixes: dict[int, Sequence[float]]
+    sample: Sequence[Example], full: Sequence[float], prefixes: Mapping[int, Sequence[float]]
 ) -> dict[str, Any]:
     """AUROC of the first k words of each sampled text, against the full texts'."""
     y = np.asarray([e.label for e in sample])

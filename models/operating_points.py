@@ -73,11 +73,17 @@ class ModelSpec(Protocol):
     """What :func:`decide` needs of a registry entry
     (deepfake_stream.models.registry.ModelConfig)."""
 
-    model_id: str
-    threshold: float
-    operating_points: Mapping[str, OperatingPoint]
-    default_operating_point: str | None
-    confidence: ConfidenceBands | None
+    # Read-only (properties): the registry's entries are frozen.
+    @property
+    def model_id(self) -> str: ...
+    @property
+    def threshold(self) -> float: ...
+    @property
+    def operating_points(self) -> Mapping[str, OperatingPoint]: ...
+    @property
+    def default_operating_point(self) -> str | None: ...
+    @property
+    def confidence(self) -> ConfidenceBands | None: ...
 
 
 @dataclass(frozen=True)
@@ -172,9 +178,10 @@ def measure_point(labels: np.ndarray, scores: np.ndarray, threshold: float) -> d
     """FPR (with its upper bound) and TPR of ``threshold`` on labelled scores."""
     human, ai = scores[labels == 0], scores[labels == 1]
     fp = int((human >= threshold).sum())
+    upper = fpr_upper_bound(fp, human.size)  # None: no human texts
     return {
         "fpr": round(fp / human.size, 6) if human.size else None,
-        "fpr_upper_95": round(fpr_upper_bound(fp, human.size), 6) if human.size else None,
+        "fpr_upper_95": round(upper, 6) if upper is not None else None,
         "tpr": round(float((ai >= threshold).mean()), 6) if ai.size else None,
         "n_human": int(human.size),
         "n_ai": int(ai.size),
@@ -200,8 +207,8 @@ def _edge(
 
 
 def fit_bands(
-    labels: Sequence[int],
-    scores: Sequence[float],
+    labels: Sequence[int] | np.ndarray,
+    scores: Sequence[float] | np.ndarray,
     threshold: float,
     *,
     high: float = HIGH_PRECISION,
@@ -224,14 +231,15 @@ def fit_bands(
     if edges["human_high"] is not None and edges["human_medium"] is not None:
         edges["human_medium"] = max(edges["human_medium"], edges["human_high"])
     bands = ConfidenceBands(**edges)
-    precision: dict[str, float | None] = {}
+    correct: dict[str, float] = {}
     n: dict[str, int] = {}
     for score_, label_ in zip(s, y, strict=True):
         verdict = "ai" if score_ >= threshold else "human"
         key = f"{verdict}_{confidence_of(float(score_), verdict, bands)}"
         n[key] = n.get(key, 0) + 1
-        precision[key] = precision.get(key, 0.0) + float((verdict == "ai") == (label_ == 1))
+        correct[key] = correct.get(key, 0.0) + float((verdict == "ai") == (label_ == 1))
+    precision: dict[str, float | None] = dict(correct)  # keys in the same order as ``n``
     for key in [f"{v}_{c}" for v in ("ai", "human") for c in ("high", "medium", "low")]:
         count = n.setdefault(key, 0)
-        precision[key] = round(precision[key] / count, 4) if count else None
+        precision[key] = round(correct[key] / count, 4) if count else None
     return bands.model_copy(update={"precision": precision, "n": n})

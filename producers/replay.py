@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from deepfake_stream.consumers.batch_scoring import BatchScorer
 from deepfake_stream.consumers.redis_store import DedupKey, RedisStore
-from deepfake_stream.core.errors import ConfigError, InvalidInput, UnknownModel
+from deepfake_stream.core.errors import ConfigError, DlqReason, InvalidInput, UnknownModel
 from deepfake_stream.core.kafka import make_producer, wait_for_broker
 from deepfake_stream.core.liveness import now_ms
 from deepfake_stream.core.settings import Settings
@@ -283,7 +283,7 @@ class Replayer:
                 bar.close()
         summary.seconds = time.monotonic() - started
 
-    def _tick(self, bar: tqdm, scan: Scan) -> None:  # type: ignore[type-arg]
+    def _tick(self, bar: tqdm, scan: Scan) -> None:
         bar.total = scan.total  # exact once each partition's end is known
         bar.set_postfix(self._postfix(), refresh=False)
         bar.update(scan.scanned - bar.n)  # tqdm throttles the redraws
@@ -414,12 +414,14 @@ class Replayer:
             replay=True,
         )
 
-    def _dead(self, record: ConsumerRecord, reason: str, error: BaseException | str) -> Outgoing:
+    def _dead(
+        self, record: ConsumerRecord, reason: DlqReason, error: BaseException | str
+    ) -> Outgoing:
         self.summary.dead_lettered += 1
         return dead_letter(
             record,
             topic=self.settings.topics.dlq,
-            reason=reason,  # type: ignore[arg-type]
+            reason=reason,
             stage="replay",
             error=error,
             max_bytes=self.settings.kafka.max_request_bytes,

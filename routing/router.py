@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from deepfake_stream.core.errors import InvalidInput, UnknownModel
+from deepfake_stream.core.errors import DlqReason, InvalidInput, UnknownModel
 from deepfake_stream.core.headers import parse_headers
 from deepfake_stream.core.liveness import LivenessView, now_ms
 from deepfake_stream.core.settings import Settings
@@ -229,7 +229,11 @@ class Router:
         return result.out[0]
 
     def _dead(
-        self, result: BatchResult, record: ConsumerRecord, reason: str, err: BaseException | str
+        self,
+        result: BatchResult,
+        record: ConsumerRecord,
+        reason: DlqReason,
+        err: BaseException | str,
     ) -> None:
         self.dead[reason] = self.dead.get(reason, 0) + 1
         received = headers_carrier(record.headers)
@@ -241,7 +245,7 @@ class Router:
         letter = dead_letter(
             record,
             topic=self.settings.topics.dlq,
-            reason=reason,  # type: ignore[arg-type]  # core's errors carry a str (below schemas)
+            reason=reason,
             stage="router",
             error=err,
             attempts=0,

@@ -11,35 +11,26 @@ input's batch would fail and be re-read for ever.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import ConsumerRecord
 
+from deepfake_stream.core.errors import DlqReason as DlqReason  # named here for the messages
 from deepfake_stream.core.headers import encode_headers
 from deepfake_stream.core.stage import Outgoing
 from deepfake_stream.core.tracing import TRACE_HEADERS
 from deepfake_stream.schemas.items import BackendName
 from deepfake_stream.schemas.verdict import utc_now_iso
 
-DlqReason = Literal[
-    "invalid_json",
-    "invalid_schema",
-    "too_large",
-    "unknown_model",
-    "all_backends_failed",
-    "deadline_exceeded",
-    "model_error",
-    "no_live_backend",
-]
 DlqStage = Literal["router", BackendName, "shim", "replay"]
 """A nested Literal flattens: router, cpu, gpu, modal, shim, replay."""
-DLQ_REASONS: tuple[str, ...] = DlqReason.__args__  # type: ignore[attr-defined]
+DLQ_REASONS: tuple[DlqReason, ...] = get_args(DlqReason)
 MAX_ERROR_MESSAGE_CHARS = 1_000
 TRUNCATED_HEADER = "dlq.truncated"
 DLQ_HEADERS: dict[str, str] = {
     "dlq.reason": " | ".join(DLQ_REASONS),
-    "dlq.stage": " | ".join(DlqStage.__args__),  # type: ignore[attr-defined]
+    "dlq.stage": " | ".join(get_args(DlqStage)),
     "dlq.error.class": "class name of the last error",
     "dlq.error.message": "the last error, one line, at most 1,000 characters, no stack trace",
     "dlq.original.topic": "topic the message was read from",

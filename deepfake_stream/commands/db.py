@@ -9,7 +9,8 @@ import argparse
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from deepfake_stream.core.settings import Settings
 
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return run_against_store(settings, main)
 
 
-def run_against_store(settings: Settings, main: Callable[[], Awaitable[int]]) -> int:
+def run_against_store(settings: Settings, main: Callable[[], Coroutine[Any, Any, int]]) -> int:
     """Run ``main``; an unreachable or refusing database is one log line saying what was
     tried and what to do, and exit 2 (as a missing broker is), not a traceback."""
     from sqlalchemy.exc import SQLAlchemyError

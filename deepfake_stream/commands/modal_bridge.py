@@ -13,9 +13,14 @@ or MODAL_TOKEN_ID / MODAL_TOKEN_SECRET); see deploy/modal/README.md."""
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from deepfake_stream.commands._run import add_bounded_run, run_until_signalled
 from deepfake_stream.core.settings import Settings
+
+if TYPE_CHECKING:  # imported where used: a command loads only what it runs
+    from deepfake_stream.models.base import Detector
+    from deepfake_stream.models.registry import Registry
 
 HELP = "score the Modal backend topic on the deployed Modal app"
 SETTINGS = (
@@ -40,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_bounded_run(parser)
 
 
-def modal_detectors(settings: Settings, registry=None):  # type: ignore[no-untyped-def]
+def modal_detectors(settings: Settings, registry: Registry | None = None) -> dict[str, Detector]:
     """One ModalDetector per registered model whose chain contains ``modal``."""
     from deepfake_stream.models.modal_detector import ModalDetector
     from deepfake_stream.models.registry import registry_for

@@ -30,9 +30,13 @@ import asyncio
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deepfake_stream.core.settings import Settings
 from deepfake_stream.schemas import DLQ_REASONS
+
+if TYPE_CHECKING:  # imported where used: a command loads only what it runs
+    from deepfake_stream.producers.scan import Selection
 
 HELP = "re-score history (offsets, time range, ids) or replay the DLQ"
 SETTINGS = ("kafka", "topics", "redis", "limits", "worker", "models")
@@ -78,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     how.add_argument("--json", action="store_true", help="end with the summary as JSON")
 
 
-def selection_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def selection_from(args: argparse.Namespace) -> Selection:
     from deepfake_stream.producers.scan import Selection, parse_offsets, parse_time_ms, read_ids
 
     offsets = parse_offsets(args.offsets) if args.offsets is not None else {}

@@ -10,8 +10,12 @@ import asyncio
 import json
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from deepfake_stream.core.settings import Settings
+
+if TYPE_CHECKING:  # imported where used: a command loads only what it runs
+    from deepfake_stream.core.reader import Arrival
 
 HELP = "print verdicts (or --dlq dead letters) as they arrive"
 SETTINGS = ("kafka", "topics")
@@ -35,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=None, help="stop after N seconds")
 
 
-def _line(arrival, dlq: bool, as_json: bool) -> str:  # type: ignore[no-untyped-def]
+def _line(arrival: Arrival, dlq: bool, as_json: bool) -> str:
     if dlq:
         doc = {
             "key": arrival.key,

@@ -25,8 +25,12 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deepfake_stream.core.settings import GROUPS, Settings, env_name
+
+if TYPE_CHECKING:  # imported where used: a command loads only what it runs
+    from deepfake_stream.supervisor import Child
 
 HELP = "run the whole system on one machine (embedded broker if none answers)"
 SETTINGS = tuple(GROUPS)  # its children read every setting: each flag is carried over to them
@@ -86,7 +90,7 @@ def _modal_configured() -> bool:
     return bool(os.environ.get("MODAL_TOKEN_ID")) or Path("~/.modal.toml").expanduser().exists()
 
 
-def _children(settings: Settings):  # type: ignore[no-untyped-def]
+def _children(settings: Settings) -> list[Child]:
     from deepfake_stream.cli import _command_module
     from deepfake_stream.supervisor import Child
 
@@ -117,7 +121,7 @@ def _children(settings: Settings):  # type: ignore[no-untyped-def]
     return children
 
 
-def _assign_metrics_ports(children, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+def _assign_metrics_ports(children: list[Child], settings: Settings) -> None:
     """METRICS_PORT set: the router and workers serve /metrics on it, the next port, ...
     (a flag on each child's command line, so `ps` shows it). The shim serves /metrics on
     its own HTTP port."""

@@ -7,16 +7,31 @@ it at once (nothing another backend does would help). ``reason`` is the contract
 
 from __future__ import annotations
 
+from typing import Literal
+
+DlqReason = Literal[
+    "invalid_json",
+    "invalid_schema",
+    "too_large",
+    "unknown_model",
+    "all_backends_failed",
+    "deadline_exceeded",
+    "model_error",
+    "no_live_backend",
+]
+"""The contract's ``dlq.reason`` values: defined here, below the schemas, so that an error's
+``reason`` is one of them; ``schemas.dead_letter`` names it for the messages."""
+
 
 class DetectError(Exception):
     retriable: bool = False
-    reason: str = "model_error"
+    reason: DlqReason = "model_error"
 
 
 class InvalidInput(DetectError):
     """The message itself is wrong; fix the producer."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: DlqReason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
 

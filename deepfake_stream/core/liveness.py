@@ -122,7 +122,7 @@ class LivenessView:
                 out.setdefault(hb.backend, set()).update(hb.models)
         return {b: sorted(m) for b, m in sorted(out.items())}
 
-    def first_alive(self, backends: Iterable[str], model_id: str) -> str | None:
+    def first_alive(self, backends: Iterable[Backend], model_id: str) -> Backend | None:
         return next((b for b in backends if self.alive(b, model_id)), None)
 
     async def wait_changed(self, timeout: float) -> None:

@@ -242,7 +242,8 @@ class InProcessScorer:
         self._raise_failed(config.model_id, [o.error for o in outcomes if o.score is None])
         out = []
         for (a, b), outcome in zip(spans, outcomes, strict=True):
-            score = float(outcome.score.score)  # type: ignore[union-attr]
+            assert outcome.score is not None  # _raise_failed raised on any failure
+            score = float(outcome.score.score)
             label = label_for(score, config.threshold)
             out.append(SentenceScore(start=a, end=b, text=text[a:b], score=score, label=label))
         return out

@@ -62,7 +62,7 @@ def trainer_for(model_id: str, kind: str) -> Trainer:
             f"model {model_id!r} (kind {kind!r}) is not trainable here: its KIND declares no "
             "trainer"
         )
-    return load_attribute(trainer)  # type: ignore[no-any-return]
+    return load_attribute(trainer)
 
 
 def score_texts(

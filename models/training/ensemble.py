@@ -67,7 +67,7 @@ def _artifact_scorer(config: Any, manifest: Any) -> Callable[[Sequence[str]], np
     member_scorer = get_kind(config.kind).member_scorer
     if member_scorer is not None:
         scorer = load_attribute(member_scorer)
-        return scorer(manifest.read_json("head.json"), dict(config.options))  # type: ignore[no-any-return]
+        return scorer(manifest.read_json("head.json"), dict(config.options))
     detector = build_detector(config.spec("cpu"))
     asyncio.run(detector.load())
     return lambda texts: np.array([s.score for s in detector.predict_batch(texts)])
