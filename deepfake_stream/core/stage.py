@@ -14,6 +14,21 @@ take, a batch running past ``batch_timeout_s``) counts against the batch: after
 record that keeps failing, which is dead-lettered (``model_error``) through the handler's
 ``poisoned``. While a batch keeps failing the stage reports itself unhealthy (a worker then
 stops advertising its models, so the router routes around it) until a batch succeeds.
+
+Why this loop is hand-written and not FastStream's subscriber loop (tried for the router,
+2026-12-04, branch ``faststream``): FastStream's loop keeps none of the guarantees above by
+itself. Its ack commits the consumer's whole position, past items this stage holds and before
+the acknowledgements of a batch still being produced; it calls no handler while nothing
+arrives, so held items would wait for new input; and a record its parser rejects is logged
+and skipped without a commit or a retry (``tests/hostile/test_core_inputs.py`` failed that
+way: hostile items got neither a verdict nor a dead letter). Plugging this runner in behind
+``AckPolicy.MANUAL``, ``listener=`` and a raw ``parser=`` kept those tests green, but the
+outputs then had to bypass FastStream's publishers (they add headers and take only text
+header values, while a dead letter keeps the original bytes and headers) through a private
+attribute of its producer, its loop sleeps 100 ms after an empty fetch, and the unchanged
+SIGTERM rolling-restart chaos test did not pass with it on this shared machine (13,049 of
+26,531 items without a verdict after 180 s). The chaos suite is the judge, so every stage
+keeps this loop.
 """
 
 from __future__ import annotations
