@@ -26,9 +26,10 @@ way: hostile items got neither a verdict nor a dead letter). Plugging this runne
 outputs then had to bypass FastStream's publishers (they add headers and take only text
 header values, while a dead letter keeps the original bytes and headers) through a private
 attribute of its producer, its loop sleeps 100 ms after an empty fetch, and the unchanged
-SIGTERM rolling-restart chaos test did not pass with it on this shared machine (13,049 of
-26,531 items without a verdict after 180 s). The chaos suite is the judge, so every stage
-keeps this loop.
+SIGTERM rolling-restart chaos test did not pass with it (three runs; the last left 13,049 of
+26,531 items without a verdict after 180 s). The machine was heavily loaded and the loop
+without it also failed once there, so that is not proof against FastStream; but the chaos
+suite is the judge, and it has not passed, so every stage keeps this loop.
 """
 
 from __future__ import annotations
