@@ -223,8 +223,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         created = asyncio.run(ensure_topics(settings))
         if created:
             log.info("created topics: %s", ", ".join(created))
+        env = _child_env(args)
+        if broker is not None:  # Tansu: see KafkaSettings.leave_group_on_stop
+            env.setdefault("KAFKA_LEAVE_GROUP_ON_STOP", "false")
         supervisor = Supervisor(
-            _children(settings), env=_child_env(args), grace_s=settings.worker.shutdown_grace_s
+            _children(settings), env=env, grace_s=settings.worker.shutdown_grace_s
         )
         supervisor.start_all()
         if args.demo:

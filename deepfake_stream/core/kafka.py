@@ -67,7 +67,37 @@ def make_consumer(
     options.update(extra)
     # A header key that is not UTF-8 must not make getmany() raise (see kafka_records).
     install_tolerant_records()
-    return AIOKafkaConsumer(*topics, **client_kwargs(settings, role=role), **options)
+    cls = AIOKafkaConsumer if k.leave_group_on_stop else SilentLeaveConsumer
+    return cls(*topics, **client_kwargs(settings, role=role), **options)
+
+
+class SilentLeaveConsumer(AIOKafkaConsumer):  # type: ignore[misc]  # subclasses Any: aiokafka has no types
+    """A consumer that never sends LeaveGroup: when it stops (or overruns
+    max_poll_interval_ms) it goes silent and the coordinator expires it after
+    session_timeout_ms.
+
+    Why (KAFKA_LEAVE_GROUP_ON_STOP=false, set by `up` for the embedded broker): Tansu keeps a
+    member that leaves during a rebalance as the group's leader. Every member that joins later
+    is told to wait for that ghost's assignment, SyncGroup fails with REBALANCE_IN_PROGRESS,
+    it rejoins, is told the same, for ever: the group never consumes again. CI saw it once
+    (a worker SIGTERMed while its replacement was joining: 9,972 items without a verdict
+    after 180 s); tests/integration/test_group_leave.py reproduces it. Expiry by session
+    timeout does not trip it; the price is up to session_timeout_ms before a stopped
+    member's partitions move to the others.
+    """
+
+    async def start(self) -> None:
+        await super().start()
+        coordinator = getattr(self, "_coordinator", None)
+        if coordinator is None or not hasattr(coordinator, "_maybe_leave_group"):
+            return  # no group (group_id=None): nothing to leave
+
+        async def go_silent() -> None:
+            # What aiokafka does after a LeaveGroup, without the request: a later poll
+            # rejoins as a new member.
+            coordinator.reset_generation()
+
+        coordinator._maybe_leave_group = go_silent
 
 
 def first_bootstrap(settings: Settings) -> tuple[str, int]:

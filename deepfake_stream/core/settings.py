@@ -59,6 +59,11 @@ class KafkaSettings(BaseSettings):
     """Consumer group session timeout: how fast a dead member is noticed."""
     max_poll_interval_ms: int = Field(300_000, ge=10_000)
     """Longest time between polls before the group evicts a slow member."""
+    leave_group_on_stop: bool = True
+    """Send LeaveGroup when a consumer stops, so its partitions move at once. `up` turns it
+    off for the embedded broker: Tansu keeps a member that leaves during a rebalance as the
+    group's leader, and the group then never assigns a partition again; a member that just
+    goes silent is expired after session_timeout_ms instead. Keep it on for Apache Kafka."""
     probe_timeout_s: float = Field(3.0, gt=0, le=60)
     """How long commands wait for a broker to answer a Kafka metadata request before they
     stop with "no Kafka broker answers" (a TCP connect alone does not count)."""
