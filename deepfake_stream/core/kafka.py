@@ -81,9 +81,9 @@ class SilentLeaveConsumer(AIOKafkaConsumer):  # type: ignore[misc]  # subclasses
     is told to wait for that ghost's assignment, SyncGroup fails with REBALANCE_IN_PROGRESS,
     it rejoins, is told the same, for ever: the group never consumes again. CI saw it once
     (a worker SIGTERMed while its replacement was joining: 9,972 items without a verdict
-    after 180 s); tests/integration/test_group_leave.py reproduces it. Expiry by session
-    timeout does not trip it; the price is up to session_timeout_ms before a stopped
-    member's partitions move to the others.
+    after 180 s); with LeaveGroup on, the steps of tests/integration/test_group_leave.py
+    hang. Expiry by session timeout does not trip it; the price is up to session_timeout_ms
+    before a stopped member's partitions move to the others.
     """
 
     async def start(self) -> None:
