@@ -1,9 +1,11 @@
 """``bench pipeline``'s peer: what a user would write with FastStream instead of this project.
 
 One FastStream batch subscriber on the pipeline's input topic, scoring with the same detector
-(loaded as a worker loads it, scored in one inference thread like a worker), publishing one
-verdict per item (the contract's ``Verdict``, keyed by item id) with ``acks="all"`` and awaiting
-every acknowledgement in the handler; FastStream commits the batch's offsets after the handler
+(loaded as a worker loads it, scored in one inference thread like a worker) and the same
+verdict path (``consumers.scoring``: normalised, language detected, every window scored, the
+verdict built by ``verdict_for``), publishing one verdict per item (the contract's
+``Verdict``, keyed by item id) with ``acks="all"`` and awaiting every acknowledgement in the
+handler; FastStream commits the batch's offsets after the handler
 returns (``AckPolicy.ACK``, no auto-commit). No router hop: it is the framework's best case.
 Same broker, same texts, same client options (linger, batch bytes, fetch wait) as the
 pipeline, so the ratio measures the stage loop, not a tuning difference.
@@ -37,14 +39,17 @@ async def serve_peer(
     from faststream import AckPolicy, FastStream
     from faststream.kafka import KafkaBroker
 
+    from deepfake_stream.consumers.scoring import prepare_all, score_prepared, verdict_for
+    from deepfake_stream.core.liveness import now_ms
     from deepfake_stream.models.kinds import build_detector
     from deepfake_stream.models.registry import registry_for
-    from deepfake_stream.schemas import Verdict, utc_now_iso
+    from deepfake_stream.schemas import InputItem, RoutedItem
 
     config = registry_for(settings).resolve(model_id)
     detector = build_detector(config.spec("cpu"))
     await detector.load()
     version = detector.version
+    windows = settings.limits.max_windows
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="peer-inference")
     k = settings.kafka
     broker = KafkaBroker(
@@ -69,29 +74,34 @@ async def serve_peer(
         max_partition_fetch_bytes=max(1_048_576, k.max_request_bytes),
     )
     async def score(docs: list[dict[str, Any]]) -> None:  # FastStream parses the JSON
-        loop = asyncio.get_running_loop()
-        scores = await loop.run_in_executor(
-            executor, detector.predict_batch, [d["text"] for d in docs]
-        )
-        futures = []
-        for doc, s in zip(docs, scores, strict=True):
-            verdict = Verdict.from_score(
-                id=doc["id"],
+        seen = now_ms()
+        items = [
+            RoutedItem.first_hop(
+                InputItem.model_validate(d),
                 model_id=model_id,
-                model_version=version,
-                score=float(s.score),
-                threshold=config.threshold,
-                backend="cpu",
-                attempts=1,
-                batch_size=len(docs),
-                latency_ms=0.0,
-                scored_at=utc_now_iso(),
+                target="cpu",
+                chain=["cpu"],
+                first_seen_ms=seen,
+                trace={},
+            )
+            for d in docs
+        ]
+
+        def work() -> list[Any]:
+            prepared = prepare_all([i.text for i in items], config, windows)
+            return list(zip(prepared, score_prepared(detector, prepared), strict=True))
+
+        outcomes = await asyncio.get_running_loop().run_in_executor(executor, work)
+        futures = []
+        for item, (prepared, scored) in zip(items, outcomes, strict=True):
+            verdict = verdict_for(
+                item, prepared, scored, config=config, model_version=version, backend="cpu"
             )
             futures.append(
                 await broker.publish(
                     verdict.model_dump_json().encode(),
                     topic=dst,
-                    key=doc["id"].encode(),
+                    key=item.id.encode(),
                     no_confirm=True,
                 )
             )

@@ -104,7 +104,12 @@ async def run_pipeline(
     load_timeout: float = 300.0,
     progress: bool | None = None,
     store: bool = False,
+    offline_rate: float | None = None,
+    batch: int | None = None,
 ) -> PipelineBench:
+    """``offline_rate`` (texts/s, when measured) and ``batch`` (the configured batch) size
+    the warm-up and the time limits, so a model scoring one text a second is waited for as
+    long as its texts need, not cut off at a limit made for thousands a second."""
     await wait_for_broker(settings)
     run_id = uuid.uuid4().hex[:8]
     s = bench_settings(settings, run_id)
@@ -155,7 +160,7 @@ async def run_pipeline(
                 except TimeoutError:
                     if time.monotonic() - started > load_timeout:
                         raise
-            warm = max(2 * settings.worker.max_batch_size, 50)
+            warm = max(2 * (batch or settings.worker.max_batch_size), 20)
             await drive(
                 s,
                 in_topic=s.topics.input,
@@ -171,14 +176,14 @@ async def run_pipeline(
                 in_topic=s.topics.input,
                 out_topic=s.topics.verdicts,
                 items=items(texts, n, f"s{run_id}", model_id, backend),
-                timeout=max(120.0, n / 20),
+                timeout=_limit(n, offline_rate),
                 label=f"{model_id} saturation",
                 progress=progress,
             )
             if store:
                 verdicts_done = time.monotonic()
                 rows, done = await bench_store.wait_rows(
-                    s, f"bench-s{run_id}-", n, timeout=max(120.0, n / 20)
+                    s, f"bench-s{run_id}-", n, timeout=_limit(n, offline_rate)
                 )
                 figure = bench_store.figure(
                     s,
@@ -199,7 +204,7 @@ async def run_pipeline(
                 out_topic=s.topics.verdicts,
                 items=items(texts, paced_n, f"h{run_id}", model_id, backend),
                 rate=half_rate,
-                timeout=max(120.0, paced_s * 4),
+                timeout=max(120.0, paced_s * 4, _limit(paced_n, half_rate)),
                 label=f"{model_id} 50% load",
                 progress=progress,
             )
@@ -215,3 +220,8 @@ async def run_pipeline(
         half_load=half,
         store=figure,
     )
+
+
+def _limit(n: int, rate: float | None) -> float:
+    """Seconds to wait for ``n`` verdicts: at least 2 minutes, and 3x what ``rate`` needs."""
+    return max(120.0, n / 20, 3 * n / rate if rate else 0.0)

@@ -271,10 +271,10 @@ def render(
             )
         )
     if models:
-        rows = []
+        rows: list[list[Any]] = []
         for m in models.values():
             if m.error:
-                rows.append([m.model_id, m.device, "-", None, None, None, m.error[:60]])
+                rows.append([m.model_id, m.device, "-", None, None, None, None, m.error[:60]])
                 continue
             b1, bb = m.batch1, m.batched
             rows.append(
@@ -285,13 +285,15 @@ def render(
                     b1.texts_per_s if b1 else None,
                     bb.texts_per_s if bb else None,
                     m.gain,
+                    m.model_only.texts_per_s if m.model_only else None,
                     "",
                 ]
             )
         parts.append(
-            "model (offline texts/s)\n"
+            "model (offline texts/s, scored as verdicts are: normalised, language, windows;"
+            " model only: the detector alone on raw texts, batched)\n"
             + table(
-                ["model", "device", "batch", "batch 1", "batched", "gain", "note"],
+                ["model", "device", "batch", "batch 1", "batched", "gain", "model only", "note"],
                 rows,
             )
         )

@@ -162,6 +162,7 @@ async def run_bench(settings: Settings, opts: BenchOptions) -> BenchResult:
                 if opts.peer and m in report.RELAY_MODELS:
                     result.peers[m] = await run_peer(s, m, texts, opts.n, progress=opts.progress)
                 n = opts.n
+                rate = offline.batched.texts_per_s if offline and offline.batched else None
                 if m not in report.RELAY_MODELS and offline and offline.batched:
                     n = min(n, max(100, int(offline.batched.texts_per_s * PIPELINE_SECONDS)))
                 result.pipelines[m] = await run_pipeline(
@@ -175,6 +176,8 @@ async def run_bench(settings: Settings, opts: BenchOptions) -> BenchResult:
                     paced_s=opts.paced_s,
                     progress=opts.progress,
                     store=opts.store,
+                    offline_rate=rate,
+                    batch=offline.configured_batch if offline else None,
                 )
         broker = s.kafka.bootstrap_servers
     if opts.what in ("all", "idle"):
