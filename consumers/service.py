@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 import time
 from contextlib import AsyncExitStack
 
 from deepfake_stream.consumers.inference_thread import InferenceThread
 from deepfake_stream.consumers.redis_store import RedisStore
+from deepfake_stream.consumers.thread_tuner import available_cores
 from deepfake_stream.consumers.worker import OUTPUT_MARGIN_S, Worker
 from deepfake_stream.core.errors import ConfigError
 from deepfake_stream.core.kafka import make_consumer
@@ -30,24 +30,18 @@ from deepfake_stream.text.language import load_profiles
 log = logging.getLogger(__name__)
 
 
-def inference_threads(configured: int) -> int:
-    """WORKER_THREADS, or the cores this process may use minus one (at least one): torch's
-    default of every core fights the broker, the router and the event loop for them."""
-    if configured:
-        return configured
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return max(1, cores - 1)
-
-
-def set_inference_threads(configured: int) -> None:
+def set_inference_threads(configured: int) -> int:
+    """Apply WORKER_THREADS; returns the cores to tune the thread count over when it is 0
+    (``consumers/thread_tuner.py``: measured, per model), else 0 (fixed)."""
     import torch
 
-    n = inference_threads(configured)
-    torch.set_num_threads(n)
-    log.info("inference threads: %d", n)
+    if configured:
+        torch.set_num_threads(configured)
+        log.info("inference threads: %d (WORKER_THREADS)", configured)
+        return 0
+    cores = available_cores()
+    log.info("inference threads: tuned by measured speed between 1 and %d", cores)
+    return cores
 
 
 def resolve_device(settings: Settings, backend: str) -> str:
@@ -126,8 +120,14 @@ async def serve_worker(
             if not d.ready:  # injected detectors (tests) may arrive unloaded
                 await d.load()
             stack.push_async_callback(SHARED.release, d)
+        tune_threads = 0
         if "torch" in sys.modules and backend != "modal":  # a torch model is loaded
-            set_inference_threads(settings.worker.threads)
+            tune_threads = set_inference_threads(settings.worker.threads)
+            if backend != "cpu" and tune_threads:  # its torch threads only feed the GPU
+                import torch
+
+                torch.set_num_threads(max(1, tune_threads - 1))
+                tune_threads = 0
         if not detectors:
             raise ConfigError(f"no model could be loaded for backend {backend}; see the log above")
         view = await stack.enter_async_context(liveness_view(settings))
@@ -144,6 +144,7 @@ async def serve_worker(
             liveness=view,
             executor=InferenceThread(f"{backend}-inference"),
             store=store,
+            tune_threads=tune_threads,
         )
         # Not waited for: the last batch is done by then, and a hung call never returns.
         stack.callback(lambda: worker.executor.shutdown(wait=False, cancel_futures=True))

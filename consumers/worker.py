@@ -31,6 +31,7 @@ from deepfake_stream.consumers.batch_scoring import BatchScorer
 from deepfake_stream.consumers.inference_thread import InferenceThread
 from deepfake_stream.consumers.redis_store import DedupKey, RedisStore, text_digest
 from deepfake_stream.consumers.scoring import Prepared, Scored, score_prepared
+from deepfake_stream.consumers.thread_tuner import ThreadTuner
 from deepfake_stream.core import metrics
 from deepfake_stream.core.errors import (
     DetectError,
@@ -86,6 +87,7 @@ class Worker:
         liveness: LivenessView,
         executor: Executor,
         store: RedisStore | None = None,
+        tune_threads: int = 0,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -93,6 +95,10 @@ class Worker:
         self.detectors = detectors
         self.liveness = liveness
         self.executor = executor
+        self.tune_threads = tune_threads
+        """Cores to tune torch's thread count over, per model (0: not tuned; see
+        ``consumers/thread_tuner.py``)."""
+        self.tuners: dict[str, ThreadTuner] = {}
         self.store = store
         """Verdict cache and de-duplication (deepfake_stream/consumers/redis_store.py); None:
         without."""
@@ -243,13 +249,27 @@ class Worker:
         left = deadline - loop.time()
         if left <= 0:  # earlier chunks of this batch used its time up: nothing is hung
             return [Scored(None, timed_out, n) for _ in prepared]
-        call = loop.run_in_executor(self.executor, score_prepared, detector, prepared)
+        call = loop.run_in_executor(self.executor, self._scoring(model_id, detector, prepared))
         try:
             # shield: on a timeout the call keeps its future, which says when it returns.
             return await asyncio.wait_for(asyncio.shield(call), left)
         except TimeoutError:
             self._hung(model_id, call)
             return [Scored(None, timed_out, n) for _ in prepared]
+
+    def _scoring(
+        self, model_id: str, detector: Detector, prepared: list[Prepared]
+    ) -> Callable[[], list[Scored]]:
+        """The call the inference thread runs: ``score_prepared``, under the thread tuner
+        when torch threads are tuned (the characters scored are its unit of work)."""
+        work = partial(score_prepared, detector, prepared)
+        if not self.tune_threads:
+            return work
+        tuner = self.tuners.get(model_id)
+        if tuner is None:
+            tuner = self.tuners[model_id] = ThreadTuner(self.tune_threads)
+        chars = sum(len(t) for p in prepared for t in p.texts())
+        return partial(tuner.run, work, chars)
 
     def _hung(self, model_id: str, call: asyncio.Future[Any]) -> None:
         """Stop using and advertising ``model_id`` until ``call`` returns; score the other

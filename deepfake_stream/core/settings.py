@@ -225,8 +225,9 @@ class WorkerSettings(BaseSettings):
     cpu_workers: int = Field(1, ge=0, le=64)
     """CPU worker processes that `up` runs."""
     threads: int = Field(0, ge=0)
-    """Inference threads per worker (0: the cores this process may use minus one, at least
-    one: the broker, router and event loop need a core; torch's default takes them all)."""
+    """Torch threads per CPU worker. 0: chosen per model by measured speed between 1 and the
+    cores this process may use, re-checked as the load changes (consumers/thread_tuner.py);
+    more threads are faster on idle cores and far slower on cores other jobs keep busy."""
     pipeline: bool = False
     """Overlap micro-batches: the next one is fetched and scored while the previous one's
     outputs are acknowledged; commits stay in offset order, after every ack. Off by default:
