@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import time
 from contextlib import AsyncExitStack
@@ -32,12 +33,16 @@ log = logging.getLogger(__name__)
 
 def set_inference_threads(configured: int) -> int:
     """Apply WORKER_THREADS; returns the cores to tune the thread count over when it is 0
-    (``consumers/thread_tuner.py``: measured, per model), else 0 (fixed)."""
+    (``consumers/thread_tuner.py``: measured, per model), else 0 (fixed). OMP_NUM_THREADS,
+    when set, and a model's registry ``num_threads`` are kept as set."""
     import torch
 
     if configured:
         torch.set_num_threads(configured)
         log.info("inference threads: %d (WORKER_THREADS)", configured)
+        return 0
+    if os.environ.get("OMP_NUM_THREADS"):  # torch already honours it: an operator's choice
+        log.info("inference threads: %s (OMP_NUM_THREADS)", os.environ["OMP_NUM_THREADS"])
         return 0
     cores = available_cores()
     log.info("inference threads: tuned by measured speed between 1 and %d", cores)

@@ -263,8 +263,9 @@ class Worker:
         """The call the inference thread runs: ``score_prepared``, under the thread tuner
         when torch threads are tuned (the characters scored are its unit of work)."""
         work = partial(score_prepared, detector, prepared)
-        if not self.tune_threads:
-            return work
+        config = self.registry.models.get(model_id)
+        if not self.tune_threads or (config is not None and config.options.get("num_threads")):
+            return work  # a model's own registry `num_threads` is kept as set
         tuner = self.tuners.get(model_id)
         if tuner is None:
             tuner = self.tuners[model_id] = ThreadTuner(self.tune_threads)

@@ -421,3 +421,20 @@ async def test_a_hung_inference_hands_on_and_unadvertises_until_it_returns() -> 
     # Scoring resumes in the fresh thread (the detector answers at once now).
     third = await worker.handle(records(routed("d")))
     assert [o.topic for o in third.out] == [settings.topics.verdicts]
+
+
+async def test_torch_threads_are_tuned_per_model_unless_its_registry_entry_sets_them(
+    settings: Settings, executor: ThreadPoolExecutor
+) -> None:
+    worker, _ = make_worker(settings, executor, echo())
+    worker.tune_threads = 2  # what serve_worker passes on a 2-core CPU worker with torch
+    result = await worker.handle(records(routed("a")))
+    assert [v.id for _, v in verdicts(settings, result)] == ["a"]
+    assert list(worker.tuners) == ["m"] and len(worker.tuners["m"].cost) == 1  # measured
+
+    pinned, _ = make_worker(settings, executor, echo())
+    pinned.tune_threads = 2
+    pinned.registry.models["m"].options["num_threads"] = 1
+    result = await pinned.handle(records(routed("b")))
+    assert [v.id for _, v in verdicts(settings, result)] == ["b"]
+    assert pinned.tuners == {}  # the registry's num_threads is kept as set
