@@ -31,10 +31,10 @@ from deepfake_stream.text.language import load_profiles
 log = logging.getLogger(__name__)
 
 
-def set_inference_threads(configured: int) -> int:
-    """Apply WORKER_THREADS; returns the cores to tune the thread count over when it is 0
-    (``consumers/thread_tuner.py``: measured, per model), else 0 (fixed). OMP_NUM_THREADS,
-    when set, and a model's registry ``num_threads`` are kept as set."""
+def set_inference_threads(configured: int, backend: str) -> int:
+    """Apply WORKER_THREADS; returns the cores to tune the thread count over when it is 0 on
+    a CPU worker (``consumers/thread_tuner.py``: measured, per model), else 0 (fixed).
+    OMP_NUM_THREADS, when set, and a model's registry ``num_threads`` are kept as set."""
     import torch
 
     if configured:
@@ -45,6 +45,10 @@ def set_inference_threads(configured: int) -> int:
         log.info("inference threads: %s (OMP_NUM_THREADS)", os.environ["OMP_NUM_THREADS"])
         return 0
     cores = available_cores()
+    if backend != "cpu":  # a GPU worker's torch threads only feed the GPU
+        torch.set_num_threads(max(1, cores - 1))
+        log.info("inference threads: %d", max(1, cores - 1))
+        return 0
     log.info("inference threads: tuned by measured speed between 1 and %d", cores)
     return cores
 
@@ -127,12 +131,7 @@ async def serve_worker(
             stack.push_async_callback(SHARED.release, d)
         tune_threads = 0
         if "torch" in sys.modules and backend != "modal":  # a torch model is loaded
-            tune_threads = set_inference_threads(settings.worker.threads)
-            if backend != "cpu" and tune_threads:  # its torch threads only feed the GPU
-                import torch
-
-                torch.set_num_threads(max(1, tune_threads - 1))
-                tune_threads = 0
+            tune_threads = set_inference_threads(settings.worker.threads, backend)
         if not detectors:
             raise ConfigError(f"no model could be loaded for backend {backend}; see the log above")
         view = await stack.enter_async_context(liveness_view(settings))
