@@ -13,8 +13,8 @@ from contextlib import AsyncExitStack
 
 from deepfake_stream.consumers.inference_thread import InferenceThread
 from deepfake_stream.consumers.redis_store import RedisStore
-from deepfake_stream.consumers.thread_tuner import available_cores
 from deepfake_stream.consumers.worker import OUTPUT_MARGIN_S, Worker
+from deepfake_stream.core.cores import available_cores
 from deepfake_stream.core.errors import ConfigError
 from deepfake_stream.core.kafka import make_consumer
 from deepfake_stream.core.liveness import HeartbeatPublisher

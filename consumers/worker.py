@@ -98,7 +98,8 @@ class Worker:
         self.tune_threads = tune_threads
         """Cores to tune torch's thread count over, per model (0: not tuned; see
         ``consumers/thread_tuner.py``)."""
-        self.tuners: dict[str, ThreadTuner] = {}
+        self.tuners: dict[str, ThreadTuner | None] = {}
+        """Per model scored so far, its tuner, or None where its thread count is kept as set."""
         self.store = store
         """Verdict cache and de-duplication (deepfake_stream/consumers/redis_store.py); None:
         without."""
@@ -263,14 +264,21 @@ class Worker:
         """The call the inference thread runs: ``score_prepared``, under the thread tuner
         when torch threads are tuned (the characters scored are its unit of work)."""
         work = partial(score_prepared, detector, prepared)
-        config = self.registry.models.get(model_id)
-        if not self.tune_threads or (config is not None and config.options.get("num_threads")):
-            return work  # a model's own registry `num_threads` is kept as set
-        tuner = self.tuners.get(model_id)
+        tuner = self._tuner(model_id)
         if tuner is None:
-            tuner = self.tuners[model_id] = ThreadTuner(self.tune_threads)
+            return work
         chars = sum(len(t) for p in prepared for t in p.texts())
         return partial(tuner.run, work, chars)
+
+    def _tuner(self, model_id: str) -> ThreadTuner | None:
+        """The model's thread tuner, decided on its first batch: none when threads are not
+        tuned, or when its registry entry sets `num_threads` (kept as set)."""
+        if model_id not in self.tuners:
+            config = self.registry.models.get(model_id)
+            pinned = config is not None and config.options.get("num_threads")
+            tuned = self.tune_threads and not pinned
+            self.tuners[model_id] = ThreadTuner(self.tune_threads) if tuned else None
+        return self.tuners[model_id]
 
     def _hung(self, model_id: str, call: asyncio.Future[Any]) -> None:
         """Stop using and advertising ``model_id`` until ``call`` returns; score the other

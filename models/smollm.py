@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deepfake_stream.core.cores import available_cores
 from deepfake_stream.core.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,6 @@ def configure_threads(device: str, num_threads: int | None = None) -> None:
 
     if device != "cpu" or (not num_threads and os.environ.get("OMP_NUM_THREADS")):
         return
-    n = int(num_threads) if num_threads else len(os.sched_getaffinity(0))
+    n = int(num_threads) if num_threads else available_cores()
     if torch.get_num_threads() != n:
         torch.set_num_threads(max(1, n))
