@@ -9,6 +9,11 @@ ends as of start-up, and resolves a dict of futures keyed by correlation id. Rep
 never matched by the client's item id: another request (another API key, or the same id
 sent twice at once) can never receive this one's verdict. A dead letter for the request
 answers 502 with its ``dlq.reason``; no answer within ``HTTP_STREAM_TIMEOUT_S`` answers 504.
+
+While no request waits, the reader reads nothing: its partitions are paused, so it sends the
+broker no fetches (an idle shim polled both topics every ``KAFKA_FETCH_IDLE_WAIT_MS``, and a
+busy pipeline made it parse every verdict only to drop it). The first request after a pause
+moves the reader to the topics' ends before it publishes, so its reply cannot be missed.
 """
 
 from __future__ import annotations
@@ -41,6 +46,11 @@ class StreamLink:
         self._reader: asyncio.Task[None] | None = None
         self._waiting: dict[str, tuple[str, asyncio.Future[Verdict]]] = {}
         """Correlation id -> (item id, the waiting request's future)."""
+        self._tps: list[TopicPartition] = []
+        self._paused = False
+        self._resuming = asyncio.Lock()
+        self._wake = asyncio.Event()
+        """Set when a request has resumed the paused reader."""
         self.ready = False
 
     async def start(self) -> None:
@@ -65,7 +75,7 @@ class StreamLink:
             await consumer.stop()
             await producer.stop()
             raise
-        self._consumer, self._producer = consumer, producer
+        self._consumer, self._producer, self._tps = consumer, producer, tps
         self._reader = asyncio.create_task(self._read(), name="shim-reply-reader")
         self.ready = True
 
@@ -88,8 +98,17 @@ class StreamLink:
             raise ApiError(503, "stream_unavailable", "the shim is not connected to the broker")
         fut: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
         correlation = uuid.uuid4().hex  # ours, whatever the client's headers said
-        self._waiting[correlation] = (item.id, fut)
+        self._waiting[correlation] = (item.id, fut)  # first: the reader stays resumed now
         try:
+            try:
+                await asyncio.wait_for(self._resume(), timeout)
+            except TimeoutError:
+                raise ApiError(
+                    503,
+                    "stream_unavailable",
+                    f"the broker did not answer within {timeout:g}s (HTTP_STREAM_TIMEOUT_S); "
+                    "retry in a moment",
+                ) from None
             await self._producer.send_and_wait(
                 self.settings.topics.input,
                 item.model_dump_json().encode(),
@@ -108,17 +127,30 @@ class StreamLink:
         finally:
             self._waiting.pop(correlation, None)
 
+    async def _resume(self) -> None:
+        """Move a paused reader to the ends of its topics and resume it; returns once every
+        position is resolved, so a reply published after this is read."""
+        assert self._consumer is not None
+        async with self._resuming:  # concurrent first requests: one of them resumes
+            if not self._paused:
+                return
+            await self._consumer.seek_to_end(*self._tps)
+            for tp in self._tps:
+                await self._consumer.position(tp)
+            self._consumer.resume(*self._tps)
+            self._paused = False
+            self._wake.set()
+
     async def _read(self) -> None:
         assert self._consumer is not None
         dlq = self.settings.topics.dlq
-        k = self.settings.kafka
-        fetcher = getattr(self._consumer, "_fetcher", None)
         while True:
-            if fetcher is not None and hasattr(fetcher, "_fetch_max_wait_ms"):
-                # Nobody waiting for a reply: long fetch waits, few idle polls (its CPU and
-                # the broker's); a waiting request switches back to the short one.
-                idle = max(k.fetch_max_wait_ms, k.fetch_idle_wait_ms)
-                fetcher._fetch_max_wait_ms = k.fetch_max_wait_ms if self._waiting else idle
+            if not self._waiting and not self._resuming.locked():
+                self._consumer.pause(*self._tps)  # no fetches until a request resumes it
+                self._paused = True
+                self._wake.clear()
+                await self._wake.wait()
+                continue
             try:
                 batches = await self._consumer.getmany(timeout_ms=500)
             except Exception as exc:  # the broker went away: keep trying, requests time out
