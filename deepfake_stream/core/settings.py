@@ -322,6 +322,11 @@ class DatabaseSettings(BaseSettings):
     """Most messages the store writes in one database transaction."""
     store_max_wait_ms: int = Field(100, ge=0, le=10_000)
     """Longest a partly filled store batch waits for more messages."""
+    store_idle_wait_ms: int = Field(2_000, ge=1, le=30_000)
+    """The store's broker fetch wait once it has read nothing for KAFKA_FETCH_IDLE_AFTER_MS
+    (instead of KAFKA_FETCH_IDLE_WAIT_MS): history rows are on no verdict's path, so an idle
+    store polls less (its CPU and the broker's); the first row after a quiet spell may be
+    written up to this much later on Tansu."""
     connect_retry_max_s: float = Field(10.0, gt=0)
     """Longest back-off between attempts while the database is unreachable (the store waits,
     never exits; the shim answers 503 on the history endpoints)."""

@@ -75,7 +75,7 @@ async def serve_store(
                 max_wait_ms=settings.database.store_max_wait_ms,
                 stop=stop,
                 pipeline=settings.worker.pipeline,
-                fetch_idle_wait_ms=settings.kafka.fetch_idle_wait_ms,
+                fetch_idle_wait_ms=settings.database.store_idle_wait_ms,
                 fetch_idle_after_ms=settings.kafka.fetch_idle_after_ms,
             )
             pruning = asyncio.create_task(_prune_forever(engine, settings), name="prune")

@@ -1,0 +1,177 @@
+"""Cross-set study for the fast tier (issue 8): do cheap features carry to unseen domains?
+
+Each variant is fitted on the corpus's train split plus one dev set and scored on the other
+dev set (and on the corpus's held-out split), in both directions, so no figure is on text
+the variant was fitted on. Pairs (``<pair>-human`` / ``<pair>-ai``) and corpus topics stay
+on one side of the folds that choose the threshold: it is the 1%-FPR point of out-of-fold
+scores on the fitting side's human texts, never of the test set.
+
+Variants (all logistic regression, balanced classes):
+
+- ``tfidf-corpus``: today's ``tiny-tfidf`` features (character 1-4-grams inside words and
+  word 1-2-grams), fitted on the corpus only: the baseline;
+- ``tfidf``: the same features, fitted on the corpus plus the other dev set;
+- ``function-words``: frequencies of the words in at least 5% of the fitting texts
+  (function words in each language): style without topic words;
+- ``masked``: word 1-3-grams of the text with every other word replaced by its shape
+  (``W``, ``C`` capitalised, ``D`` digits), so the grammar of a sentence is kept and its
+  topic is not.
+
+Needs the shared data next to the repository and scikit-learn (the ``[server]`` extra)::
+
+    python tools/fast_tier_study.py [--data-dir ../shared/data] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepfake_stream.models.dataset import Example, load_labelled, select
+from deepfake_stream.models.metrics import auroc
+from deepfake_stream.models.training.tfidf import DEFAULTS, build_pipeline
+
+TOKEN = re.compile(r"\w+|[^\w\s]")
+FPR = 0.01
+
+
+def pair_group(e: Example) -> str:
+    """Corpus topics, else the pair an OOD id names (``<pair>-human`` and ``<pair>-ai``)."""
+    if e.topic:
+        return e.group
+    return "pair:" + re.sub(r"-(human|ai)$", "", e.id or f"line{e.line}")
+
+
+def common_words(texts: list[str], min_share: float) -> list[str]:
+    df: Counter[str] = Counter()
+    for t in texts:
+        df.update({w.lower() for w in TOKEN.findall(t)})
+    return sorted(w for w, k in df.items() if k / len(texts) >= min_share)
+
+
+def make_variant(name: str, texts: list[str]) -> Any:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    if name.startswith("tfidf"):
+        return build_pipeline(DEFAULTS, 10.0)
+    vocab = common_words(texts, 0.05)
+    known = set(vocab)
+
+    def words(t: str) -> str:
+        return " ".join(w.lower() for w in TOKEN.findall(t))
+
+    def masked(t: str) -> str:
+        def shape(w: str) -> str:
+            low = w.lower()
+            if low in known:
+                return low
+            return "D" if w.isdigit() else ("C" if w[0].isupper() else "W")
+
+        return " ".join(shape(w) for w in TOKEN.findall(t))
+
+    common: dict[str, Any] = {"token_pattern": r"\S+", "lowercase": False, "sublinear_tf": True}
+    if name == "function-words":
+        vec = TfidfVectorizer(preprocessor=words, vocabulary=vocab, **common)
+    elif name == "masked":
+        vec = TfidfVectorizer(
+            preprocessor=masked, ngram_range=(1, 3), min_df=3, max_features=30_000, **common
+        )
+    else:
+        raise ValueError(name)
+    clf = LogisticRegression(C=10.0, class_weight="balanced", max_iter=3000)
+    return Pipeline([("features", vec), ("clf", clf)])
+
+
+def threshold(name: str, train: list[Example]) -> tuple[float, float]:
+    """(1%-FPR threshold, AUROC) of out-of-fold scores on the fitting side, pairs grouped."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    texts = [e.text for e in train]
+    y = np.array([e.label for e in train])
+    scores = np.zeros(len(y))
+    folds = StratifiedGroupKFold(4, shuffle=True, random_state=1)
+    for tr, va in folds.split(texts, y, [pair_group(e) for e in train]):
+        fit_texts = [texts[i] for i in tr]
+        model = make_variant(name, fit_texts).fit(fit_texts, y[tr])
+        scores[va] = model.predict_proba([texts[i] for i in va])[:, 1]
+    return float(np.quantile(scores[y == 0], 1 - FPR)), auroc(y, scores)
+
+
+def measure(scores: np.ndarray, examples: list[Example], thr: float) -> dict[str, Any]:
+    y = np.array([e.label for e in examples])
+
+    def cell(m: np.ndarray) -> dict[str, Any]:
+        yy, ss = y[m], scores[m]
+        return {
+            "n": int(m.sum()),
+            "auroc": round(auroc(yy, ss), 3),
+            "fpr_at_threshold": round(float((ss[yy == 0] >= thr).mean()), 3),
+            "tpr_at_threshold": round(float((ss[yy == 1] >= thr).mean()), 3),
+        }
+
+    out = cell(np.ones(len(y), dtype=bool))
+    domains = sorted({str(e.fields.get("domain")) for e in examples if e.fields.get("domain")})
+    out["groups"] = {
+        d: cell(np.array([e.fields.get("domain") == d for e in examples])) for d in domains
+    }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", default="../shared/data", type=Path)
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        choices=["tfidf-corpus", "tfidf", "function-words", "masked"],
+        help="repeatable; default all",
+    )
+    args = parser.parse_args(argv)
+    d: Path = args.data_dir
+    corpus = load_labelled(d / "human_ai_corpus.jsonl")
+    sets = {
+        "fastdetect_family": load_labelled(d / "ood_dev" / "fastdetect_family.jsonl"),
+        "outfox": load_labelled(d / "ood_dev" / "outfox.jsonl"),
+    }
+    corpus_train, corpus_test = select(corpus, "train"), select(corpus, "test")
+    results: dict[str, Any] = {}
+    lines = sys.stderr if args.json else sys.stdout  # --json: stdout holds only the JSON
+    for name in args.variant or ["tfidf-corpus", "tfidf", "function-words", "masked"]:
+        results[name] = {}
+        for test_name, test in sets.items():
+            fit_dev = (
+                [] if name == "tfidf-corpus" else next(v for k, v in sets.items() if k != test_name)
+            )
+            train = corpus_train + fit_dev
+            thr, oof = threshold(name, train)
+            texts = [e.text for e in train]
+            model = make_variant(name, texts).fit(texts, np.array([e.label for e in train]))
+            row = measure(model.predict_proba([e.text for e in test])[:, 1], test, thr)
+            row["corpus_test"] = measure(
+                model.predict_proba([e.text for e in corpus_test])[:, 1], corpus_test, thr
+            )
+            row["threshold"], row["fitting_side_oof_auroc"] = round(thr, 4), round(oof, 3)
+            results[name][test_name] = row
+            print(
+                f"{name:15} -> {test_name:18} AUROC {row['auroc']:.3f}  "
+                f"FPR {row['fpr_at_threshold']:.3f}  TPR {row['tpr_at_threshold']:.3f}  "
+                + "  ".join(f"{g} {c['auroc']:.2f}" for g, c in row["groups"].items()),
+                file=lines,
+            )
+    if args.json:
+        print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
