@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Literal
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from deepfake_stream.core.kafka import make_consumer
@@ -136,16 +136,35 @@ class LivenessView:
         _RUNNING.add(self)
 
     async def _open(self) -> AIOKafkaConsumer:
+        """A consumer of every heartbeat partition, without a group.
+
+        Normally the topic exists (every service creates the topics before it starts its
+        view), and its partitions are assigned explicitly: no metadata refresh is needed to
+        find them. A view started before the topic exists subscribes instead, refreshing
+        metadata every 2 s (without a group, new partitions are only seen on a refresh, 5 min
+        by default, and a starting worker must be seen within seconds). Those refreshes cost
+        every idle view a request to the broker every 2 s, which is why they are not the
+        default."""
+        consumer = await self._started(metadata_max_age_ms=300_000)
+        partitions = consumer.partitions_for_topic(self.topic)
+        if partitions:
+            consumer.assign([TopicPartition(self.topic, p) for p in sorted(partitions)])
+            return consumer
+        await _stop_quietly(consumer)
+        consumer = await self._started(metadata_max_age_ms=2_000)
+        consumer.subscribe([self.topic])
+        return consumer
+
+    async def _started(self, *, metadata_max_age_ms: int) -> AIOKafkaConsumer:
         consumer = make_consumer(
             self._settings,
-            self._settings.topics.heartbeats,
             group_id=None,
             role="liveness",
-            # Without a group, new partitions are only seen on a metadata refresh (5 min by
-            # default); a starting worker must be seen within seconds.
-            metadata_max_age_ms=2_000,
-            # Heartbeats come seconds apart: a short fetch wait would only cost idle polls.
-            fetch_max_wait_ms=500,
+            metadata_max_age_ms=metadata_max_age_ms,
+            # Heartbeats come WORKER_HEARTBEAT_INTERVAL_S apart (2 s): seeing each within
+            # half an interval is enough, and every shorter wait is one more idle poll of
+            # this reader and of the broker (three views idle in `up`).
+            fetch_max_wait_ms=max(100, int(self._settings.worker.heartbeat_interval_s * 500)),
         )
         try:
             await consumer.start()
@@ -205,6 +224,12 @@ async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
         await consumer.stop()
     except Exception as exc:  # already broken: nothing more to release
         log.debug("stopping the liveness consumer failed (%s: %s)", type(exc).__name__, exc)
+    except asyncio.CancelledError:
+        # aiokafka re-raises the cancellation of its own offset task when a consumer stops
+        # before that task first ran (stopped right after start); only ours must propagate.
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
 
 
 class HeartbeatPublisher:
