@@ -93,9 +93,13 @@ class RoutedItem(InputItem):
         trace: dict[str, str],
         replay: bool = False,
     ) -> RoutedItem:
-        """The item as the router sends it to its first backend (the shim builds the same)."""
-        return cls(
-            **item.model_dump(),
+        """The item as the router sends it to its first backend (the shim builds the same).
+
+        ``item`` is already validated: its fields are taken as they are rather than dumped and
+        validated again (8% of the router's CPU at saturation, py-spy 2026-12-04)."""
+        fields = {name: getattr(item, name) for name in InputItem.model_fields}
+        return cls.model_construct(
+            **fields,
             routing=RoutingEnvelope(
                 model_id=model_id,
                 target=target,
