@@ -10,17 +10,14 @@ import httpx
 import pytest
 from aiokafka.structs import ConsumerRecord
 
-from deepfake_stream.consumers.service import serve_worker
 from deepfake_stream.core.settings import load_settings
 from deepfake_stream.core.tracing import CORRELATION_HEADER
-from deepfake_stream.routing.service import serve_router
 from deepfake_stream.schemas import Verdict
 from deepfake_stream.shim.errors import ApiError
 from deepfake_stream.shim.via_stream import StreamLink
 from tests.conftest import unique_settings
-from tests.integration.harness import running, wait_live
 from tests.integration.test_redis import REDIS, prefix  # noqa: F401 (a fixture)
-from tests.integration.test_shim import KEY, TEXTS, shim_client, wait_ready
+from tests.integration.test_shim import KEY, TEXTS, shim_over_pipeline
 
 
 def sha(text: str) -> str:
@@ -39,45 +36,39 @@ async def test_same_id_from_two_keys_at_once_each_gets_its_own_verdict(
         redis__url=REDIS,
         redis__key_prefix=prefix,
     )
-    async with running(
-        lambda stop: serve_router(settings, stop=stop),
-        lambda stop: serve_worker(settings, "cpu", stop=stop),
-    ):
-        await wait_live(settings, "cpu", "tiny-tfidf")
-        async with shim_client(settings) as (app, client):
-            await wait_ready(client)
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(
-                transport=transport,
-                base_url="http://shim",
-                headers={"X-API-Key": "attacker-key", "deepfake.correlation_id": "forged"},
-                timeout=30,
-            ) as attacker:
-                victim_body = {
-                    "id": "post-1",
-                    "text": TEXTS[0],
-                    "tenant": "forum",
-                    "metadata": {"email": "victim@example.org"},
-                }
-                attacker_body = {"id": "post-1", "text": TEXTS[1], "tenant": "evil"}
-                victim, other = await asyncio.gather(
-                    client.post("/v1/detect?via=stream", json=victim_body),
-                    attacker.post("/v1/detect?via=stream", json=attacker_body),
-                )
-                assert victim.status_code == 200, victim.text
-                assert other.status_code == 200, other.text
-                assert victim.json()["tenant"] == "forum"
-                assert victim.json()["metadata"] == {"email": "victim@example.org"}
-                assert victim.json()["text_sha256"] == sha(TEXTS[0])
-                assert other.json()["tenant"] == "evil"
-                assert other.json()["metadata"] == {}
-                assert other.json()["text_sha256"] == sha(TEXTS[1])
+    async with shim_over_pipeline(settings) as (app, client):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://shim",
+            headers={"X-API-Key": "attacker-key", "deepfake.correlation_id": "forged"},
+            timeout=30,
+        ) as attacker:
+            victim_body = {
+                "id": "post-1",
+                "text": TEXTS[0],
+                "tenant": "forum",
+                "metadata": {"email": "victim@example.org"},
+            }
+            attacker_body = {"id": "post-1", "text": TEXTS[1], "tenant": "evil"}
+            victim, other = await asyncio.gather(
+                client.post("/v1/detect?via=stream", json=victim_body),
+                attacker.post("/v1/detect?via=stream", json=attacker_body),
+            )
+            assert victim.status_code == 200, victim.text
+            assert other.status_code == 200, other.text
+            assert victim.json()["tenant"] == "forum"
+            assert victim.json()["metadata"] == {"email": "victim@example.org"}
+            assert victim.json()["text_sha256"] == sha(TEXTS[0])
+            assert other.json()["tenant"] == "evil"
+            assert other.json()["metadata"] == {}
+            assert other.json()["text_sha256"] == sha(TEXTS[1])
 
-                # The same id and text again (a client retry): answered, not a 504, even
-                # though its verdict was already published (de-duplication).
-                again = await client.post("/v1/detect?via=stream", json=victim_body)
-                assert again.status_code == 200, again.text
-                assert again.json()["score"] == victim.json()["score"]
+            # The same id and text again (a client retry): answered, not a 504, even
+            # though its verdict was already published (de-duplication).
+            again = await client.post("/v1/detect?via=stream", json=victim_body)
+            assert again.status_code == 200, again.text
+            assert again.json()["score"] == victim.json()["score"]
 
 
 def _record(value: bytes, headers: list[tuple[str, bytes]]) -> ConsumerRecord:

@@ -59,6 +59,21 @@ async def shim_client(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.
             yield app, client
 
 
+@asynccontextmanager
+async def shim_over_pipeline(
+    settings: Settings,
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """A router and a CPU worker in this process, and a shim client once it sees them live."""
+    async with running(
+        lambda stop: serve_router(settings, stop=stop),
+        lambda stop: serve_worker(settings, "cpu", stop=stop),
+    ):
+        await wait_live(settings, "cpu", "tiny-tfidf")
+        async with shim_client(settings) as (app, client):
+            await wait_ready(client)
+            yield app, client
+
+
 async def wait_ready(client: httpx.AsyncClient, backend: str = "cpu", timeout: float = 60) -> dict:
     deadline = time.monotonic() + timeout
     while True:
@@ -128,29 +143,23 @@ async def test_idle_reply_reader_fetches_nothing_and_answers_the_next_requests(
         link = app.state.shim.stream
         return bool(link._tps) and link._consumer.paused() == set(link._tps)
 
-    async with running(
-        lambda stop: serve_router(settings, stop=stop),
-        lambda stop: serve_worker(settings, "cpu", stop=stop),
-    ):
-        await wait_live(settings, "cpu", "tiny-tfidf")
-        async with shim_client(settings) as (app, client):
-            await wait_ready(client)
-            assert paused(app)
-            others = [{"id": f"other-{i}", "text": TEXTS[i % 3]} for i in range(20)]
-            await publish(settings, others)
-            await collect(settings, verdicts=len(others), timeout=60)
-            answers = await asyncio.gather(
-                *(
-                    client.post("/v1/detect?via=stream", json={"id": f"q-{i}", "text": TEXTS[i]})
-                    for i in range(3)
-                )
+    async with shim_over_pipeline(settings) as (app, client):
+        assert paused(app)
+        others = [{"id": f"other-{i}", "text": TEXTS[i % 3]} for i in range(20)]
+        await publish(settings, others)
+        await collect(settings, verdicts=len(others), timeout=60)
+        answers = await asyncio.gather(
+            *(
+                client.post("/v1/detect?via=stream", json={"id": f"q-{i}", "text": TEXTS[i]})
+                for i in range(3)
             )
-            assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
-            assert [a.json()["id"] for a in answers] == ["q-0", "q-1", "q-2"]
-            deadline = time.monotonic() + 10
-            while not paused(app):
-                assert time.monotonic() < deadline, "the reader did not pause again"
-                await asyncio.sleep(0.05)
+        )
+        assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
+        assert [a.json()["id"] for a in answers] == ["q-0", "q-1", "q-2"]
+        deadline = time.monotonic() + 10
+        while not paused(app):
+            assert time.monotonic() < deadline, "the reader did not pause again"
+            await asyncio.sleep(0.05)
 
 
 async def test_via_stream_times_out_with_504_when_no_worker_runs(kafka_bootstrap: str) -> None:

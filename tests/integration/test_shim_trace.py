@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from deepfake_stream.consumers.service import serve_worker
-from deepfake_stream.routing.service import serve_router
 from tests.conftest import unique_settings
-from tests.integration.harness import running, wait_live
-from tests.integration.test_shim import KEY, shim_client, wait_ready
+from tests.integration.test_shim import KEY, shim_over_pipeline
 from tests.otel_memory import memory_exporter, spans_of_trace, traceparent_ids
 
 pytestmark = pytest.mark.integration
@@ -17,14 +14,8 @@ pytestmark = pytest.mark.integration
 async def test_via_stream_request_is_one_trace_from_shim_to_verdict(kafka_bootstrap: str) -> None:
     memory_exporter()
     settings = unique_settings(kafka_bootstrap, api__api_keys=KEY)
-    async with running(
-        lambda stop: serve_router(settings, stop=stop),
-        lambda stop: serve_worker(settings, "cpu", stop=stop),
-    ):
-        await wait_live(settings, "cpu", "tiny-tfidf")
-        async with shim_client(settings) as (_, client):
-            await wait_ready(client)
-            answer = await client.post("/v1/detect?via=stream", json={"text": "Trace me."})
+    async with shim_over_pipeline(settings) as (_, client):
+        answer = await client.post("/v1/detect?via=stream", json={"text": "Trace me."})
     assert answer.status_code == 200, answer.text
     verdict = answer.json()
     # The verdict's own trace id is the one the shim's server span started.
