@@ -96,7 +96,9 @@ class StreamLink:
         """Publish ``item`` to detect.in and return the pipeline's verdict for it."""
         if not self.ready or self._producer is None:
             raise ApiError(503, "stream_unavailable", "the shim is not connected to the broker")
-        fut: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout  # the whole request: resume, publish, reply
+        fut: asyncio.Future[Verdict] = loop.create_future()
         correlation = uuid.uuid4().hex  # ours, whatever the client's headers said
         self._waiting[correlation] = (item.id, fut)  # first: the reader stays resumed now
         try:
@@ -116,7 +118,7 @@ class StreamLink:
                 headers=trace_headers({**trace, CORRELATION_HEADER: correlation}),
             )
             try:
-                return await asyncio.wait_for(fut, timeout)
+                return await asyncio.wait_for(fut, max(0.0, deadline - loop.time()))
             except TimeoutError:
                 raise ApiError(
                     504,
