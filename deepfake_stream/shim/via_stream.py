@@ -47,7 +47,6 @@ class StreamLink:
         self._waiting: dict[str, tuple[str, asyncio.Future[Verdict]]] = {}
         """Correlation id -> (item id, the waiting request's future)."""
         self._tps: list[TopicPartition] = []
-        self._paused = False
         self._resuming = asyncio.Lock()
         self._wake = asyncio.Event()
         """Set when a request has resumed the paused reader."""
@@ -134,13 +133,12 @@ class StreamLink:
         position is resolved, so a reply published after this is read."""
         assert self._consumer is not None
         async with self._resuming:  # concurrent first requests: one of them resumes
-            if not self._paused:
+            if not self._consumer.paused():  # the reader is reading: nothing to move
                 return
             await self._consumer.seek_to_end(*self._tps)
             for tp in self._tps:
                 await self._consumer.position(tp)
             self._consumer.resume(*self._tps)
-            self._paused = False
             self._wake.set()
 
     async def _read(self) -> None:
@@ -149,7 +147,6 @@ class StreamLink:
         while True:
             if not self._waiting and not self._resuming.locked():
                 self._consumer.pause(*self._tps)  # no fetches until a request resumes it
-                self._paused = True
                 self._wake.clear()
                 await self._wake.wait()
                 continue
