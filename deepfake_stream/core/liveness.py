@@ -161,10 +161,11 @@ class LivenessView:
             group_id=None,
             role="liveness",
             metadata_max_age_ms=metadata_max_age_ms,
-            # Heartbeats come WORKER_HEARTBEAT_INTERVAL_S apart (2 s): seeing each within
-            # half an interval is enough, and every shorter wait is one more idle poll of
-            # this reader and of the broker (three views idle in `up`).
-            fetch_max_wait_ms=max(100, int(self._settings.worker.heartbeat_interval_s * 500)),
+            # Heartbeats come WORKER_HEARTBEAT_INTERVAL_S apart (2 s) and a backend is dead
+            # only after WORKER_HEARTBEAT_TTL_S (10 s): seeing each beat within one interval
+            # is enough, and every shorter wait is one more idle poll of this reader and of
+            # the broker (a view in the router, the shim, `up` and every worker).
+            fetch_max_wait_ms=max(100, int(self._settings.worker.heartbeat_interval_s * 1000)),
         )
         try:
             await consumer.start()

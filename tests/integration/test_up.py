@@ -10,6 +10,7 @@ import time
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from deepfake_stream.core.settings import WorkerSettings
 from deepfake_stream.embedded_broker import free_port
 from deepfake_stream.schemas import Verdict
 from deepfake_stream.supervisor import console_command
@@ -24,14 +25,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]  # `up` as a subprocess
 async def test_up_scores_2000_texts_and_dead_letters_8_malformed(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with deepfake_up(tmp_path, MAX_TEXT_CHARS="2000") as up:
         # Children show their standalone command lines in `ps` (once they have exec'd).
+        cpu_workers = WorkerSettings().cpu_workers  # the default, 2 (one per core measured)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             router = up.children("deepfake-stream router")
             workers = up.children("deepfake-stream worker --backend cpu")
-            if len(router) == 1 and len(workers) == 1:
+            if len(router) == 1 and len(workers) == cpu_workers:
                 break
             time.sleep(0.2)
-        assert len(router) == 1 and len(workers) == 1, up.log()
+        assert len(router) == 1 and len(workers) == cpu_workers, up.log()
 
         await wait_for_verdict_of(up.bootstrap, "probe-0")
         producer = AIOKafkaProducer(
