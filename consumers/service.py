@@ -31,10 +31,11 @@ from deepfake_stream.text.language import load_profiles
 log = logging.getLogger(__name__)
 
 
-def set_inference_threads(configured: int, backend: str) -> int:
+def set_inference_threads(configured: int, backend: str, most: int = 0) -> int:
     """Apply WORKER_THREADS; returns the cores to tune the thread count over when it is 0 on
-    a CPU worker (``consumers/thread_tuner.py``: measured, per model), else 0 (fixed).
-    OMP_NUM_THREADS, when set, and a model's registry ``num_threads`` are kept as set."""
+    a CPU worker (``consumers/thread_tuner.py``: measured, per model), at most ``most``
+    (WORKER_THREADS_MAX; 0: no limit), else 0 (fixed). OMP_NUM_THREADS, when set, and a
+    model's registry ``num_threads`` are kept as set."""
     import torch
 
     if configured:
@@ -49,6 +50,8 @@ def set_inference_threads(configured: int, backend: str) -> int:
         torch.set_num_threads(max(1, cores - 1))
         log.info("inference threads: %d", max(1, cores - 1))
         return 0
+    if most:
+        cores = min(cores, most)
     log.info("inference threads: tuned by measured speed between 1 and %d", cores)
     return cores
 
@@ -131,7 +134,9 @@ async def serve_worker(
             stack.push_async_callback(SHARED.release, d)
         tune_threads = 0
         if "torch" in sys.modules and backend != "modal":  # a torch model is loaded
-            tune_threads = set_inference_threads(settings.worker.threads, backend)
+            tune_threads = set_inference_threads(
+                settings.worker.threads, backend, settings.worker.threads_max
+            )
         if not detectors:
             raise ConfigError(f"no model could be loaded for backend {backend}; see the log above")
         view = await stack.enter_async_context(liveness_view(settings))

@@ -138,13 +138,17 @@ async def run_pipeline(
 
                 tasks.append(asyncio.create_task(serve_store(s, stop=stop)))
         else:
-            from deepfake_stream.supervisor import console_command
+            from deepfake_stream.supervisor import console_command, cpu_worker_args
 
             env = settings_env(s)
             children.start("router", [*console_command(), "router"], env)
+            worker = (
+                cpu_worker_args(s, workers)
+                if backend == "cpu"
+                else ["worker", "--backend", backend]
+            )
             for i in range(workers):
-                args = [*console_command(), "worker", "--backend", backend]
-                children.start(f"worker-{backend}-{i}", args, env)
+                children.start(f"worker-{backend}-{i}", [*console_command(), *worker], env)
             if store:
                 children.start("store", [*console_command(), "store"], env)
         try:

@@ -95,8 +95,11 @@ def _children(settings: Settings) -> list[Child]:
     from deepfake_stream.supervisor import Child
 
     children = [Child("router", ["router"])]
+    from deepfake_stream.supervisor import cpu_worker_args
+
+    worker = cpu_worker_args(settings, settings.worker.cpu_workers)
     for i in range(settings.worker.cpu_workers):
-        children.append(Child(f"cpu-worker-{i + 1}", ["worker", "--backend", "cpu"]))
+        children.append(Child(f"cpu-worker-{i + 1}", list(worker)))
     if _gpu_present():
         children.append(Child("gpu-worker", ["worker", "--backend", "gpu"]))
     else:

@@ -231,6 +231,10 @@ class WorkerSettings(BaseSettings):
     """Torch threads per CPU worker. 0: chosen per model by measured speed between 1 and the
     cores this process may use, re-checked as the load changes (consumers/thread_tuner.py);
     more threads are faster on idle cores and far slower on cores other jobs keep busy."""
+    threads_max: int = Field(0, ge=0, le=1024)
+    """The most torch threads a CPU worker tunes up to (WORKER_THREADS=0). 0: the cores this
+    process may use. `up` gives each of its CPU workers an equal share of its cores, so that
+    workers on the same cores do not spin against each other's threads."""
     pipeline: bool = False
     """Overlap micro-batches: the next one is fetched and scored while the previous one's
     outputs are acknowledged; commits stay in offset order, after every ack. Off by default:

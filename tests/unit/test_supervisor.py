@@ -210,6 +210,27 @@ def test_up_children_use_the_standalone_command_lines(monkeypatch: pytest.Monkey
         assert "deepfake-stream worker --backend cpu" in " ".join(c.command)
 
 
+def test_cpu_workers_share_the_cores_unless_the_operator_chose_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sup_module, "available_cores", lambda: 4)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    base = ["worker", "--backend", "cpu"]
+    assert sup_module.cpu_worker_args(load_settings(), 2) == [*base, "--worker-threads-max", "2"]
+    assert sup_module.cpu_worker_args(load_settings(), 3)[-1] == "1"
+    assert sup_module.cpu_worker_args(load_settings(), 8)[-1] == "1"  # never 0 (= no limit)
+    assert sup_module.cpu_worker_args(load_settings(), 1) == base  # alone: all its cores
+    assert sup_module.cpu_worker_args(load_settings({("worker", "threads"): 3}), 2) == base
+    assert sup_module.cpu_worker_args(load_settings({("worker", "threads_max"): 4}), 2) == base
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert sup_module.cpu_worker_args(load_settings(), 2) == base
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setattr(up, "_gpu_present", lambda: False)
+    children = up._children(load_settings({("worker", "cpu_workers"): 2}))
+    workers = [c for c in children if c.role.startswith("cpu-worker")]
+    assert [c.args for c in workers] == [[*base, "--worker-threads-max", "2"]] * 2
+
+
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc")
 def test_running_worker_is_findable_with_ps(tmp_path: Path) -> None:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}

@@ -88,3 +88,13 @@ def test_a_failing_call_teaches_nothing_and_propagates() -> None:
     else:
         raise AssertionError("the error must reach the caller")
     assert tuner.cost == {}
+
+
+def test_the_workers_thread_limit_caps_the_cores_it_tunes_over(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from deepfake_stream.consumers import service
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(service, "available_cores", lambda: 4)
+    assert service.set_inference_threads(0, "cpu") == 4
+    assert service.set_inference_threads(0, "cpu", most=1) == 1
+    assert service.set_inference_threads(0, "cpu", most=8) == 4
