@@ -187,21 +187,30 @@ def observe_batch(
     out: Sequence[Outgoing],
 ) -> None:
     """After a batch is acknowledged and committed: items in and out, dead letters by
-    reason, and the consumer lag of every partition the batch read."""
+    reason, and the consumer lag of every partition the batch read.
+
+    Counted per topic and added once: a labelled child's lookup and increment per item cost
+    ~5% of the router's CPU at saturation (py-spy, 2026-12-05)."""
     next_offset: dict[TopicPartition, int] = {}
+    counted_in: dict[str, int] = {}
     for r in records:
         tp = TopicPartition(r.topic, r.partition)
         if r.offset < hold.get(tp, 1 << 62):
-            ITEMS_IN.labels(stage, r.topic).inc()
+            counted_in[r.topic] = counted_in.get(r.topic, 0) + 1
         next_offset[tp] = max(next_offset.get(tp, 0), r.offset + 1)
+    for topic, n in counted_in.items():
+        ITEMS_IN.labels(stage, topic).inc(n)
     for tp, first_unhandled in hold.items():
         next_offset[tp] = first_unhandled
+    counted_out: dict[str, int] = {}
     for o in out:
-        ITEMS_OUT.labels(stage, o.topic).inc()
-        headers = parse_headers(o.headers)
-        reason = headers.get("dlq.reason")
-        if reason is not None:
+        counted_out[o.topic] = counted_out.get(o.topic, 0) + 1
+        if any(k == "dlq.reason" for k, _ in o.headers):  # only dead letters are parsed
+            headers = parse_headers(o.headers)
+            reason = headers["dlq.reason"]
             DEAD_LETTERS.labels(reason, headers.get("dlq.stage") or stage).inc()
+    for topic, n in counted_out.items():
+        ITEMS_OUT.labels(stage, topic).inc(n)
     for tp, position in next_offset.items():
         try:
             highwater = consumer.highwater(tp)
