@@ -29,7 +29,6 @@ from opentelemetry.trace import (
     get_tracer,
     get_tracer_provider,
 )
-from opentelemetry.trace.propagation import set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
@@ -115,10 +114,14 @@ def parent_context(carrier: dict[str, str] | None) -> Context:
 def carrier_of(span: Span, fallback: dict[str, str] | None = None) -> dict[str, str]:
     """The W3C carrier naming ``span``. A non-recording span (no SDK in this process) names
     nothing: then ``fallback`` (the context received) is passed on unchanged."""
-    carrier: dict[str, str] = {}
-    _W3C.inject(carrier, context=set_span_in_context(span, Context()))
-    if "traceparent" not in carrier:
+    # What the W3C propagator's inject writes, formatted here: building a context to inject
+    # from cost ~4 us per item per hop.
+    ctx = span.get_span_context()
+    if not ctx.is_valid:
         return dict(fallback) if fallback and "traceparent" in fallback else {}
+    carrier = {"traceparent": f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"}
+    if ctx.trace_state:
+        carrier["tracestate"] = ctx.trace_state.to_header()
     if fallback and CORRELATION_HEADER in fallback:  # not trace context: carried on as is
         carrier[CORRELATION_HEADER] = fallback[CORRELATION_HEADER]
     return carrier

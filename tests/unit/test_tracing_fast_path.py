@@ -64,3 +64,30 @@ def test_a_processor_turns_recording_back_on() -> None:
     exporter = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     assert _has_processors(tracer)
+
+
+def test_a_carrier_is_what_the_w3c_propagator_injects() -> None:
+    import random
+
+    from opentelemetry.context import Context
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+    from opentelemetry.trace.propagation import set_span_in_context
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    from opentelemetry.trace.span import TraceState
+
+    rng = random.Random(7)
+    for i in range(500):
+        state = TraceState([("vendor", "x"), ("k2", "y")]) if i % 3 == 0 else TraceState()
+        flags = TraceFlags(rng.choice([0, 1, 2, 3]))  # sampled, random trace id, both, none
+        ids = (rng.getrandbits(128) or 1, rng.getrandbits(64) or 1)
+        span = NonRecordingSpan(
+            SpanContext(*ids, is_remote=False, trace_flags=flags, trace_state=state)
+        )
+        injected: dict[str, str] = {}
+        TraceContextTextMapPropagator().inject(
+            injected, context=set_span_in_context(span, Context())
+        )
+        assert carrier_of(span) == injected
+    invalid = NonRecordingSpan(SpanContext(0, 0, is_remote=False))
+    assert carrier_of(invalid) == {}
+    assert carrier_of(invalid, PARENT) == PARENT  # passed on unchanged
