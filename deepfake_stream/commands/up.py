@@ -92,11 +92,9 @@ def _modal_configured() -> bool:
 
 def _children(settings: Settings) -> list[Child]:
     from deepfake_stream.cli import _command_module
-    from deepfake_stream.supervisor import Child
+    from deepfake_stream.supervisor import Child, cpu_worker_args
 
     children = [Child("router", ["router"])]
-    from deepfake_stream.supervisor import cpu_worker_args
-
     worker = cpu_worker_args(settings, settings.worker.cpu_workers)
     for i in range(settings.worker.cpu_workers):
         children.append(Child(f"cpu-worker-{i + 1}", list(worker)))
