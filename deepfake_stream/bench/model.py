@@ -20,7 +20,7 @@ from typing import Any
 
 from deepfake_stream.bench.flow import percentile
 from deepfake_stream.consumers.scoring import document_scores
-from deepfake_stream.core.collector import startup_frozen
+from deepfake_stream.core.collector import serving_collector
 from deepfake_stream.core.settings import Settings
 from deepfake_stream.models.kinds import build_detector
 from deepfake_stream.models.registry import ModelConfig, Registry
@@ -165,8 +165,8 @@ async def run_model(
         def point(score: Score, batch: int) -> BatchPoint:
             return measure(score, texts, batch, budget_s=budget_s, max_texts=max_texts)
 
-        # Measured as a worker runs it: what the detector loaded kept out of collections.
-        with startup_frozen("bench model"):
+        # Measured as a worker runs it: the collector set for serving.
+        with serving_collector("bench model"):
             bench.batch1 = point(as_verdicts, 1)
             bench.batched = point(as_verdicts, bench.configured_batch)
             bench.model_only = point(detector.predict_batch, bench.configured_batch)

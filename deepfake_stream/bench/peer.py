@@ -26,7 +26,7 @@ from typing import Any
 from deepfake_stream.bench.flow import FlowRun, drive
 from deepfake_stream.bench.procs import Children, python_module, settings_env
 from deepfake_stream.bench.relay import ensure_bench_topics
-from deepfake_stream.core.collector import startup_frozen
+from deepfake_stream.core.collector import serving_collector
 from deepfake_stream.core.kafka import wait_for_broker
 from deepfake_stream.core.settings import Settings, load_settings
 
@@ -110,7 +110,7 @@ async def serve_peer(
 
     app = FastStream(broker)
     try:
-        with startup_frozen("faststream peer"):  # like-for-like with the pipeline's stages
+        with serving_collector("faststream peer"):  # like-for-like with the pipeline's stages
             await app.run()
     finally:
         executor.shutdown(wait=False)

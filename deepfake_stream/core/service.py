@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaProducer
 
-from deepfake_stream.core.collector import startup_frozen
+from deepfake_stream.core.collector import serving_collector
 from deepfake_stream.core.kafka import make_producer, wait_for_broker
 from deepfake_stream.core.liveness import LivenessView
 from deepfake_stream.core.settings import Settings
@@ -60,7 +60,7 @@ async def run_stage(
     try:
         runner.subscribe()
         log.info("%s consuming %s (group %s)", role, list(runner.topics), runner.consumer._group_id)
-        with startup_frozen(role):  # models and clients are loaded: keep collections off them
+        with serving_collector(role):  # models and clients are loaded: collector set for serving
             return await runner.run(count=count, timeout=timeout)
     finally:
         await runner.consumer.stop()

@@ -1,21 +1,36 @@
-"""What a service loaded before its stage runs is out of the cyclic collector's sight."""
+"""While a service serves, what it loaded before is out of the cyclic collector's sight and
+young collections wait for many more objects; both are undone when it stops."""
 
 from __future__ import annotations
 
 import gc
 
-from deepfake_stream.core.collector import startup_frozen
+from deepfake_stream.core.collector import YOUNG_THRESHOLD, serving_collector
 
 
 def test_loaded_objects_are_frozen_inside_and_collectable_after() -> None:
     loaded = [[i] for i in range(1_000)]  # stands for a model's long-lived objects
     assert gc.get_freeze_count() == 0
-    with startup_frozen("test"):
+    with serving_collector("test"):
         frozen = gc.get_freeze_count()
         assert frozen >= len(loaded)
         assert not any(o is loaded[0] for o in gc.get_objects(2))  # no generation walks it
-        made_later = [[1]]
         gc.collect()
         assert gc.get_freeze_count() == frozen  # a full collection leaves them frozen
-        assert made_later[0] == [1]
     assert gc.get_freeze_count() == 0  # back to the collector: a later service may free them
+
+
+def test_a_batch_of_allocations_runs_no_young_collection_and_the_default_comes_back() -> None:
+    before = gc.get_threshold()
+    young: list[int] = []
+    gc.callbacks.append(lambda phase, info: phase == "start" and young.append(info["generation"]))
+    try:
+        with serving_collector("test"):
+            assert gc.get_threshold() == (max(before[0], YOUNG_THRESHOLD), *before[1:])
+            gc.collect(0)  # start from an empty young generation
+            young.clear()
+            batch = [{"item": i, "spans": [i]} for i in range(3_000)]  # 6,000 of a batch's objects
+            assert len(batch) == 3_000 and young == []
+    finally:
+        gc.callbacks.pop()
+    assert gc.get_threshold() == before
