@@ -10,14 +10,15 @@ from deepfake_stream.core.collector import YOUNG_THRESHOLD, serving_collector
 
 def test_loaded_objects_are_frozen_inside_and_collectable_after() -> None:
     loaded = [[i] for i in range(1_000)]  # stands for a model's long-lived objects
-    assert gc.get_freeze_count() == 0
     with serving_collector("test"):
-        frozen = gc.get_freeze_count()
-        assert frozen >= len(loaded)
-        assert not any(o is loaded[0] for o in gc.get_objects(2))  # no generation walks it
+        assert gc.get_freeze_count() >= len(loaded)
+        assert not any(o is loaded[0] for o in gc.get_objects())  # no generation walks it
+        # A full collection leaves them frozen. (The frozen count itself may drop: reference
+        # counting still frees frozen objects, e.g. other tests' leftovers in a full run.)
         gc.collect()
-        assert gc.get_freeze_count() == frozen  # a full collection leaves them frozen
+        assert not any(o is loaded[0] for o in gc.get_objects())
     assert gc.get_freeze_count() == 0  # back to the collector: a later service may free them
+    assert any(o is loaded[0] for o in gc.get_objects())
 
 
 def test_a_batch_of_allocations_runs_no_young_collection_and_the_default_comes_back() -> None:
