@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 YOUNG_THRESHOLD = 10_000
 """Objects allocated and not freed before a young collection runs (CPython's default: 700)."""
 
+_PROCESS_THRESHOLDS = gc.get_threshold()
+"""The thresholds restored on the way out: the process's own, not what an overlapping service
+had set (saving those would leave the serving threshold behind after both stopped)."""
+
 
 @contextmanager
 def serving_collector(role: str) -> Iterator[None]:
@@ -37,10 +41,11 @@ def serving_collector(role: str) -> Iterator[None]:
 
     Both are undone on the way out, so a process that runs services one after another (tests,
     ``bench``) can still collect what an earlier one left behind. Where services overlap in one
-    process (tests), the first to leave unfreezes what the other loaded: a cost, never a leak.
+    process (tests), the first to leave unfreezes what the other loaded and restores the
+    process's thresholds: a cost, never a leak.
     Nothing is collected first: a full collection of a test process holding torch and several
     models takes seconds, and a service's own startup leaves little cyclic garbage."""
-    thresholds = gc.get_threshold()
+    thresholds = _PROCESS_THRESHOLDS
     gc.freeze()
     gc.set_threshold(max(thresholds[0], YOUNG_THRESHOLD), *thresholds[1:])
     log.debug("%s: %d objects frozen out of garbage collection", role, gc.get_freeze_count())
