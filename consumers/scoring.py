@@ -58,12 +58,11 @@ class Prepared:
 
 def prepare(text: str, config: ModelConfig, max_windows: int) -> Prepared:
     norm = normalise(text)
-    limit = min(max_windows, config.max_windows or max_windows)
     return Prepared(
         norm=norm,
         language=detect_language(norm.text),
         words=len(norm.text.split()),
-        windows=split_windows(norm.text, config.window_chars, limit),
+        windows=split_windows(norm.text, config.window_chars, config.window_limit(max_windows)),
     )
 
 

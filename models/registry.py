@@ -84,6 +84,11 @@ class ModelConfig:
     confidence: ConfidenceBands | None = None
     calibration: dict[str, Any] | None = None
 
+    def window_limit(self, max_windows: int) -> int:
+        """Most windows one text is scored in: the ``MAX_WINDOWS`` setting, or the model's own
+        ``max_windows`` where that is lower."""
+        return min(max_windows, self.max_windows or max_windows)
+
     def supports(self, language: str | None) -> bool:
         """Whether the model was fitted on ``language`` (unknown language: yes)."""
         return language is None or self.languages is None or language in self.languages

@@ -36,9 +36,11 @@ from deepfake_stream.core.tracing import (
 )
 from deepfake_stream.models.operating_points import resolve_operating_point
 from deepfake_stream.models.registry import ModelConfig, Registry
+from deepfake_stream.routing.balance import PartitionBalancer
 from deepfake_stream.routing.decide import candidates, choose_model, choose_route
 from deepfake_stream.schemas import InputItem, RoutedItem, parse_input
 from deepfake_stream.schemas.dead_letter import dead_letter
+from deepfake_stream.text.windows import window_count
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +56,19 @@ class Held:
 
 
 class Router:
-    def __init__(self, settings: Settings, registry: Registry, liveness: LivenessView) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        liveness: LivenessView,
+        balancer: PartitionBalancer | None = None,
+    ) -> None:
+        """``balancer``: spread routed items over partitions by their cost (the service
+        gives one); without it the producer's key hash places them."""
         self.settings = settings
         self.registry = registry
         self.liveness = liveness
+        self.balancer = balancer
         self._last_hold_log = 0.0
         self.routed: dict[str, int] = {}
         self.dead: dict[str, int] = {}
@@ -211,12 +222,23 @@ class Router:
             trace=trace,
             replay=parse_headers(record.headers).get("deepfake.replay") == "true",
         )
+        topic = topics.backend(route.target)
+        partition = None
+        if self.balancer is not None:
+            # What the worker will score: one detector pass per window.
+            windows = window_count(
+                len(item.text),
+                config.window_chars,
+                config.window_limit(self.settings.limits.max_windows),
+            )
+            partition = self.balancer.pick(topic, windows)
         result.out.append(
             Outgoing(
-                topic=topics.backend(route.target),
+                topic=topic,
                 value=routed.model_dump_json().encode(),
                 key=item.id.encode(),
                 headers=trace_headers(trace),
+                partition=partition,
             )
         )
         self.routed[route.target] = self.routed.get(route.target, 0) + 1

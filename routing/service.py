@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from aiokafka import AIOKafkaProducer
+
 from deepfake_stream.core.kafka import make_consumer
 from deepfake_stream.core.metrics import metrics_server, watch_liveness
 from deepfake_stream.core.service import kafka_lifespan, liveness_view, run_stage
-from deepfake_stream.core.settings import Settings
+from deepfake_stream.core.settings import BACKENDS, Settings
 from deepfake_stream.core.stage import StageRunner
 from deepfake_stream.core.telemetry import setup_telemetry, shutdown_telemetry
 from deepfake_stream.models.registry import Registry, registry_for
+from deepfake_stream.routing.balance import PartitionBalancer
 from deepfake_stream.routing.router import Router
 
 log = logging.getLogger(__name__)
@@ -34,7 +37,8 @@ async def serve_router(
         liveness_view(settings) as view,
     ):
         watch_liveness(view)
-        router = Router(settings, registry, view)
+        balancer = await partition_balancer(settings, producer) if settings.router.balance else None
+        router = Router(settings, registry, view, balancer)
         runner = StageRunner(
             consumer=make_consumer(
                 settings, group_id=f"{settings.kafka.group_prefix}.router", role="router"
@@ -63,3 +67,14 @@ async def serve_router(
             router.dead,
         )
         return n
+
+
+async def partition_balancer(settings: Settings, producer: AIOKafkaProducer) -> PartitionBalancer:
+    """A balancer over every backend topic's partitions, as the broker reports them now
+    (the lifespan created the topics)."""
+    counts = {}
+    for backend in BACKENDS:
+        topic = settings.topics.backend(backend)
+        counts[topic] = len(await producer.partitions_for(topic))
+    log.info("routing by cost over %s", ", ".join(f"{t} ({n})" for t, n in counts.items()))
+    return PartitionBalancer(counts)

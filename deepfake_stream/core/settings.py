@@ -260,7 +260,8 @@ class WorkerSettings(BaseSettings):
 
 
 class RouterSettings(BaseSettings):
-    """How long and how much the router holds items with no live backend."""
+    """How long and how much the router holds items with no live backend, and where on a
+    backend topic it puts the items it routes."""
 
     model_config = SettingsConfigDict(env_prefix="ROUTER_", **_FROZEN)
 
@@ -270,6 +271,10 @@ class RouterSettings(BaseSettings):
     hold_max_bytes: int = Field(67_108_864, ge=1_048_576)
     """Most bytes of held items the router keeps in memory; beyond, an item that cannot be
     routed makes its partition wait (re-read later) instead."""
+    balance: bool = True
+    """Send each routed item to the backend partition given the least work so far (its
+    windows), so the workers get equal work in a burst; false: the item id's hash picks the
+    partition, which keeps all of one id's items on one partition."""
 
 
 class ModelSettings(BaseSettings):

@@ -63,6 +63,8 @@ class Outgoing:
     value: bytes
     key: bytes | None = None
     headers: list[tuple[str, bytes]] = field(default_factory=list)
+    partition: int | None = None
+    """None: the producer's partitioner picks it from the key."""
 
 
 @dataclass(slots=True)
@@ -491,7 +493,9 @@ class StageRunner:
             await self._settle()
         result = await self.handler.handle(records)
         pending = [
-            await self.producer.send(o.topic, o.value, key=o.key, headers=o.headers)
+            await self.producer.send(
+                o.topic, o.value, key=o.key, headers=o.headers, partition=o.partition
+            )
             for o in result.out
         ]
         if pipelined:

@@ -47,12 +47,18 @@ def _to_boundary(text: str, at: int, slack: int, step: int) -> int:
     return at
 
 
+def window_count(size: int, window_chars: int, max_windows: int) -> int:
+    """How many windows :func:`split_windows` gives a text of ``size`` characters."""
+    if size <= window_chars:
+        return 1
+    return min(max_windows, math.ceil((size - window_chars) / max(1, window_chars // 2)) + 1)
+
+
 def split_windows(text: str, window_chars: int, max_windows: int) -> Windows:
     size = len(text)
     if size <= window_chars:
         return Windows(bounds=((0, size),))
-    half = max(1, window_chars // 2)
-    n = min(max_windows, math.ceil((size - window_chars) / half) + 1)
+    n = window_count(size, window_chars, max_windows)
     if n == 1:
         return Windows(bounds=((0, window_chars),))
     step = (size - window_chars) / (n - 1)

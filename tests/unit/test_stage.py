@@ -81,7 +81,13 @@ class FakeProducer:
         self.fail_next = 0
 
     async def send(
-        self, topic: str, value: bytes, *, key: Any = None, headers: Any = None
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: Any = None,
+        headers: Any = None,
+        partition: int | None = None,
     ) -> asyncio.Future[None]:
         self.events.append(("send", value))
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -312,7 +318,13 @@ class SlowAcks(FakeProducer):
     """Acks arrive 50 ms after the send: long enough for the next batch to be handled."""
 
     async def send(
-        self, topic: str, value: bytes, *, key: Any = None, headers: Any = None
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: Any = None,
+        headers: Any = None,
+        partition: int | None = None,
     ) -> asyncio.Future[None]:
         fut = await super().send(topic, value, key=key, headers=headers)
         slow: asyncio.Future[None] = asyncio.get_running_loop().create_future()
