@@ -160,6 +160,9 @@ class StageRunner:
     (WORKER_MAX_BATCH_ATTEMPTS)."""
     batch_timeout_s: float = 600.0
     """Longest one batch may run before it counts as failed (WORKER_BATCH_TIMEOUT_S)."""
+    committed_timeout_s: float = 30.0
+    """Longest the committed offset of a partition is asked for after a rebalance; past it
+    the stage re-reads from the first record it dropped (a duplicate at worst)."""
     healthy: bool = True
     """False from a batch's failure until a batch succeeds (see the module docstring)."""
     dead_lettered: int = 0
@@ -598,7 +601,10 @@ class StageRunner:
         )
         for tp in sorted(first.keys() & assigned):
             try:
-                committed = await self.consumer.committed(tp)
+                # aiokafka retries a retriable error here without end (and the stage holds its
+                # lock, which the next rebalance waits for): bounded, like every retry.
+                async with asyncio.timeout(self.committed_timeout_s):
+                    committed = await self.consumer.committed(tp)
             except Exception as exc:  # never skip: the first dropped offset is safe
                 log.warning(
                     "committed offset of %s/%d unknown (%s: %s); re-reading from %d",
