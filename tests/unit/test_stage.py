@@ -337,16 +337,8 @@ async def test_dropping_a_stale_batch_bounds_the_committed_lookup() -> None:
 class SlowAcks(FakeProducer):
     """Acks arrive 50 ms after the send: long enough for the next batch to be handled."""
 
-    async def send(
-        self,
-        topic: str,
-        value: bytes,
-        *,
-        key: Any = None,
-        headers: Any = None,
-        partition: int | None = None,
-    ) -> asyncio.Future[None]:
-        fut = await super().send(topic, value, key=key, headers=headers)
+    async def send(self, topic: str, value: bytes, **options: Any) -> asyncio.Future[None]:
+        fut = await super().send(topic, value, **options)
         slow: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         def relay(f: asyncio.Future[None]) -> None:
