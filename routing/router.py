@@ -231,7 +231,7 @@ class Router:
                 config.window_chars,
                 config.window_limit(self.settings.limits.max_windows),
             )
-            partition = self.balancer.pick(topic, windows)
+            partition = self.balancer.pick(topic, windows, item.id.encode())
         result.out.append(
             Outgoing(
                 topic=topic,

@@ -97,3 +97,14 @@ async def test_the_router_spreads_a_burst_evenly_over_the_partitions() -> None:
 async def test_without_a_balancer_the_key_decides() -> None:
     result = await _router(balanced=False).handle(_records(5))
     assert [o.partition for o in result.out] == [None] * 5
+
+
+def test_an_id_seen_recently_keeps_its_partition_so_one_worker_sees_its_copies_in_order() -> None:
+    # Two copies of one id on two workers at once would both miss the verdict cache.
+    balancer = PartitionBalancer({"t": 3}, recent=2)
+    assert balancer.pick("t", 5, b"post-1") == 0
+    assert balancer.pick("t", 1, b"a") == 1
+    assert balancer.pick("t", 1, b"post-1") == 0  # not the least loaded: where its copy went
+    assert balancer.pick("t", 1, b"b") == 2
+    assert balancer.pick("t", 1, b"c") == 1  # post-1 is forgotten (recent=2) ...
+    assert balancer.pick("t", 1, b"post-1") == 2  # ... and balanced again
