@@ -16,14 +16,13 @@ import os
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from deepfake_stream.bench.cpu import CpuMeter
 from deepfake_stream.bench.flow import _assign_end, percentile
 from deepfake_stream.bench.procs import Children
 from deepfake_stream.core.settings import Settings
 
-TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 TEXT = (
     "The council voted 7-2 on Tuesday night to extend the bike lane on Harbour Road as far as "
     "the ferry terminal, ending a dispute that had dragged on since the spring."
@@ -52,45 +51,6 @@ class IdleBench:
             "fetch_idle_wait_ms": self.fetch_idle_wait_ms,
             "error": self.error,
         }
-
-
-def _descendants(root: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, todo = [root], [root]
-    while todo:
-        pid = todo.pop()
-        kids = [p for p, pp in parents.items() if pp == pid]
-        found += kids
-        todo += kids
-    return found
-
-
-def _cpu_s(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
-
-
-def _name(pid: int) -> str:
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return str(pid)
-    words = [a.decode(errors="replace") for a in args if a]
-    for marker in ("up", "router", "worker", "store", "shim", "modal-bridge"):
-        if marker in words:
-            i = words.index(marker)
-            return " ".join(words[i : i + 3]) if marker == "worker" else marker
-    return "broker" if any("tansu" in w for w in words[:1]) else os.path.basename(words[0])
 
 
 async def run_idle(
@@ -127,19 +87,13 @@ async def run_idle(
                 await asyncio.sleep(1)
         # every stage idle for longer than KAFKA_FETCH_IDLE_AFTER_MS, so at its idle wait
         await asyncio.sleep(settings.kafka.fetch_idle_after_ms / 1000 + 3)
-        pids = _descendants(up.pid)
-        before = {p: _cpu_s(p) for p in pids}
-        t0 = time.monotonic()
+        meter = CpuMeter(up.pid, root_role="up").start()
         await asyncio.sleep(seconds)
-        elapsed = time.monotonic() - t0
-        per: dict[str, float] = {}
-        for p in pids:
-            name = _name(p)
-            per[name] = per.get(name, 0.0) + (_cpu_s(p) - before[p]) / elapsed * 100
+        share = meter.stop()
         result = IdleBench(
-            seconds=elapsed,
-            cpu_percent=sum(per.values()),
-            per_process=dict(sorted(per.items(), key=lambda kv: -kv[1])),
+            seconds=share.seconds,
+            cpu_percent=sum(share.per_process.values()),
+            per_process=share.per_process,
             fetch_idle_wait_ms=settings.kafka.fetch_idle_wait_ms,
         )
         consumer = make_consumer(s, group_id=None, role="bench-idle")

@@ -8,7 +8,9 @@ representative of a deployment, but useful under a profiler).
 After the worker announces itself and a warm-up batch has come through, ``n`` items are
 published as fast as the broker acknowledges (saturation: items/s, latency), then items are
 published at 50% of the measured saturation rate for about ``paced_s`` seconds (latency at
-half load).
+half load). Each of the two runs also records where the CPU went (bench/cpu.py: the broker
+when it is embedded, the router, the workers, this process's producer and reader, the
+machine), so a missed goal can say whose CPU it was.
 
 With ``store`` the verdict store runs beside them (``deepfake-stream store``) and the
 saturation run also measures how fast its verdicts become database rows (bench/store.py).
@@ -21,9 +23,10 @@ import json
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from deepfake_stream.bench.cpu import CpuMeter, CpuShare
 from deepfake_stream.bench.flow import FlowRun, drive
 from deepfake_stream.bench.procs import Children, settings_env
 from deepfake_stream.bench.store import StoreFigure
@@ -42,6 +45,8 @@ class PipelineBench:
     saturation: FlowRun
     half_load: FlowRun | None
     store: StoreFigure | None = None
+    cpu: dict[str, CpuShare] = field(default_factory=dict)
+    """Per run ("saturation", "half_load"): CPU of each process and of the machine."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +57,7 @@ class PipelineBench:
             "saturation": self.saturation.as_dict(),
             "half_load": self.half_load.as_dict() if self.half_load else None,
             "store": self.store.as_dict() if self.store else None,
+            "cpu": {phase: share.as_dict() for phase, share in self.cpu.items()},
         }
 
 
@@ -175,6 +181,7 @@ async def run_pipeline(
                 progress=progress,
             )
             saturation_started = time.monotonic()
+            meter = CpuMeter().start()
             saturation = await drive(
                 s,
                 in_topic=s.topics.input,
@@ -184,6 +191,7 @@ async def run_pipeline(
                 label=f"{model_id} saturation",
                 progress=progress,
             )
+            cpu = {"saturation": meter.stop()}
             if store:
                 verdicts_done = time.monotonic()
                 rows, done = await bench_store.wait_rows(
@@ -202,6 +210,7 @@ async def run_pipeline(
             children.check()
             half_rate = saturation.items_per_s / 2
             paced_n = int(min(max(half_rate * paced_s, 50), max(n, 50)))
+            meter = CpuMeter().start()
             half = await drive(
                 s,
                 in_topic=s.topics.input,
@@ -212,6 +221,7 @@ async def run_pipeline(
                 label=f"{model_id} 50% load",
                 progress=progress,
             )
+            cpu["half_load"] = meter.stop()
         finally:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -223,6 +233,7 @@ async def run_pipeline(
         saturation=saturation,
         half_load=half,
         store=figure,
+        cpu=cpu,
     )
 
 

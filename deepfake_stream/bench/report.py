@@ -12,16 +12,20 @@ on shared machines while ratios taken side by side in one run hold):
 * medium-embedding batching gain on CPU ≥ 2.5x;
 * p99 at 50% load ≤ WORKER_MAX_WAIT_MS + 3 x one configured batch's compute time;
 * on a GPU: medium-embedding ≥ 10,000 texts/s through the pipeline at ≥ 0.80 x offline.
+
+A missed goal says by how much (``short_by``) and what the run's CPU profile says stands
+in the way (``why``: bench/cpu.py's per-process shares during the run that missed it).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from deepfake_stream.bench.flow import FlowRun
+from deepfake_stream.bench.flow import FlowRun, percentile
 from deepfake_stream.bench.model import ModelBench
 from deepfake_stream.bench.pipeline import PipelineBench
 
@@ -43,6 +47,10 @@ class Goal:
     measured: str
     status: str
     """PASS, MISS, or N/A (not measured in this run: the reason is in ``measured``)."""
+    short_by: str = ""
+    """How far a MISS is from its target."""
+    why: str = ""
+    """A MISS: what the run's profile says stands in the way."""
 
     def as_dict(self) -> dict[str, str]:
         return {
@@ -50,6 +58,8 @@ class Goal:
             "target": self.target,
             "measured": self.measured,
             "status": self.status,
+            "short_by": self.short_by,
+            "why": self.why,
         }
 
 
@@ -100,11 +110,12 @@ def check_goals(
     bound = bound_items_per_s(relay, models.get("tiny-tfidf"))
     ratio = tf.saturation.items_per_s / bound if tf and bound else None
     goals.append(
-        Goal(
-            name="tiny-tfidf pipeline / bound",
-            target=f">= {TFIDF_BOUND_RATIO:.2f}",
-            measured="not run" if ratio is None else f"{ratio:.2f} (bound {bound:,.0f}/s)",
-            status="N/A" if ratio is None else _status(ratio >= TFIDF_BOUND_RATIO),
+        _at_least(
+            "tiny-tfidf pipeline / bound",
+            ratio,
+            TFIDF_BOUND_RATIO,
+            measured=None if ratio is None else f"{ratio:.2f} (bound {bound:,.0f}/s)",
+            why=lambda: _why_throughput(tf),
         )
     )
     peer = peers.get("tiny-tfidf")
@@ -112,24 +123,24 @@ def check_goals(
         tf.saturation.items_per_s / peer.items_per_s if tf and peer and peer.items_per_s else None
     )
     goals.append(
-        Goal(
-            name="tiny-tfidf pipeline / FastStream peer",
-            target=f">= {TFIDF_PEER_RATIO:.2f}",
-            measured="not run" if ratio is None else f"{ratio:.2f}",
-            status="N/A" if ratio is None else _status(ratio >= TFIDF_PEER_RATIO),
+        _at_least(
+            "tiny-tfidf pipeline / FastStream peer",
+            ratio,
+            TFIDF_PEER_RATIO,
+            why=lambda: _why_throughput(tf),
         )
     )
     emb = pipelines.get("medium-embedding")
     emb_offline = models.get("medium-embedding")
     on_gpu = emb is not None and emb.backend == "gpu"
     ratio, _ = pipeline_ratio(emb, None, emb_offline) if emb else (None, "")
-    want = GPU_OFFLINE_RATIO if on_gpu else TRANSFORMER_OFFLINE_RATIO
     goals.append(
-        Goal(
-            name="medium-embedding pipeline / offline batched",
-            target=f">= {want:.2f}",
-            measured=_why_not(emb_offline, emb) if ratio is None else f"{ratio:.2f}",
-            status="N/A" if ratio is None else _status(ratio >= want),
+        _at_least(
+            "medium-embedding pipeline / offline batched",
+            ratio,
+            GPU_OFFLINE_RATIO if on_gpu else TRANSFORMER_OFFLINE_RATIO,
+            not_run=_why_not(emb_offline, emb),
+            why=lambda: _why_throughput(emb),
         )
     )
     for model_id, pipe in pipelines.items():
@@ -137,11 +148,12 @@ def check_goals(
             continue
         ratio, _ = pipeline_ratio(pipe, None, models.get(model_id))
         goals.append(
-            Goal(
-                name=f"{model_id} pipeline / offline batched",
-                target=f">= {TRANSFORMER_OFFLINE_RATIO:.2f}",
-                measured="not measured" if ratio is None else f"{ratio:.2f}",
-                status="N/A" if ratio is None else _status(ratio >= TRANSFORMER_OFFLINE_RATIO),
+            _at_least(
+                f"{model_id} pipeline / offline batched",
+                ratio,
+                TRANSFORMER_OFFLINE_RATIO,
+                not_run="not measured",
+                why=partial(_why_throughput, pipe),
             )
         )
     gain = emb_offline.gain if emb_offline else None
@@ -157,25 +169,31 @@ def check_goals(
                 else f"{gain:.2f}x" + ("" if gain_on_cpu else f" on {device}")
             ),
             status="N/A" if gain is None or not gain_on_cpu else _status(gain >= EMBEDDING_GAIN),
+            short_by=_short(gain, EMBEDDING_GAIN) if gain is not None and gain_on_cpu else "",
         )
     )
     if on_gpu and emb is not None:
         rate = emb.saturation.items_per_s
         goals.append(
-            Goal(
-                name="medium-embedding pipeline on GPU",
+            _at_least(
+                "medium-embedding pipeline on GPU",
+                rate,
+                GPU_TEXTS_PER_S,
                 target=f">= {GPU_TEXTS_PER_S:,.0f} texts/s",
                 measured=f"{rate:,.0f} texts/s",
-                status=_status(rate >= GPU_TEXTS_PER_S),
+                why=lambda: _why_throughput(emb),
             )
         )
     if idle is not None:
         goals.append(
-            Goal(
-                name="`up` idle CPU (all processes, broker too)",
+            _at_most(
+                "`up` idle CPU (all processes, broker too)",
+                idle.cpu_percent,
+                IDLE_CPU_PERCENT,
                 target=f"<= {IDLE_CPU_PERCENT:.0f}% of one core",
                 measured=f"{idle.cpu_percent:.1f}%",
-                status=_status(idle.cpu_percent <= IDLE_CPU_PERCENT),
+                unit=" points",
+                why=lambda: _why_idle(idle),
             )
         )
         tf_offline = models.get("tiny-tfidf")
@@ -183,27 +201,163 @@ def check_goals(
         bound = max_wait_ms + (point.batch_ms_p50 if point else 0.0) + 50
         worst = max(idle.single_ms) if idle.single_ms else math.nan
         goals.append(
-            Goal(
-                name="single item after quiet (max of runs)",
+            _at_most(
+                "single item after quiet (max of runs)",
+                None if math.isnan(worst) else worst,
+                bound,
                 target=f"<= {bound:.0f} ms (max_wait {max_wait_ms:.0f} + batch + 50)",
-                measured="none arrived" if math.isnan(worst) else f"{worst:.0f} ms",
-                status="MISS" if math.isnan(worst) else _status(worst <= bound),
+                measured=f"{worst:.0f} ms",
+                not_run="none arrived",
+                missing_fails=True,
+                unit=" ms",
+                why=lambda: _why_single(idle),
             )
         )
     for model_id, pipe in pipelines.items():
         bound = p99_bound_ms(max_wait_ms, models.get(model_id))
         p99 = pipe.half_load.latency_ms.get("p99", math.nan) if pipe.half_load else math.nan
         goals.append(
-            Goal(
-                name=f"{model_id} p99 at 50% load",
+            _at_most(
+                f"{model_id} p99 at 50% load",
+                None if bound is None or math.isnan(p99) else p99,
+                bound or 0.0,
                 target="<= "
                 + ("?" if bound is None else f"{bound:.0f} ms")
                 + f" (max_wait {max_wait_ms:.0f} + 3 x batch)",
-                measured="not run" if math.isnan(p99) else f"{p99:.0f} ms",
-                status="N/A" if bound is None or math.isnan(p99) else _status(p99 <= bound),
+                measured=f"{p99:.0f} ms",
+                not_run="not run" if math.isnan(p99) else f"{p99:.0f} ms",
+                unit=" ms",
+                why=partial(_why_p99, pipe),
             )
         )
     return goals
+
+
+def _short(value: float, want: float) -> str:
+    return f"{want - value:.2f} ({(want - value) / want:.0%} of the target)"
+
+
+def _at_least(
+    name: str,
+    value: float | None,
+    want: float,
+    *,
+    target: str | None = None,
+    measured: str | None = None,
+    not_run: str = "not run",
+    why: Callable[[], str],
+) -> Goal:
+    """A goal met at ``value >= want``; None: not measured (N/A, ``not_run`` says why)."""
+    if value is None:
+        return Goal(name=name, target=target or f">= {want:.2f}", measured=not_run, status="N/A")
+    ok = value >= want
+    return Goal(
+        name=name,
+        target=target or f">= {want:.2f}",
+        measured=measured or f"{value:.2f}",
+        status=_status(ok),
+        short_by="" if ok else _short(value, want),
+        why="" if ok else why(),
+    )
+
+
+def _at_most(
+    name: str,
+    value: float | None,
+    limit: float,
+    *,
+    target: str,
+    measured: str,
+    unit: str,
+    why: Callable[[], str],
+    not_run: str = "not run",
+    missing_fails: bool = False,
+) -> Goal:
+    """A goal met at ``value <= limit``; None: not measured (N/A, or MISS where
+    ``missing_fails``: the thing measured never happened)."""
+    if value is None:
+        status = "MISS" if missing_fails else "N/A"
+        return Goal(name=name, target=target, measured=not_run, status=status)
+    ok = value <= limit
+    return Goal(
+        name=name,
+        target=target,
+        measured=measured,
+        status=_status(ok),
+        short_by="" if ok else f"{value - limit:.1f}{unit} over ({value / limit:.1f}x the target)",
+        why="" if ok else why(),
+    )
+
+
+def _why_throughput(pipe: PipelineBench | None) -> str:
+    """Whose CPU it was while the pipeline ran flat out."""
+    share = pipe.cpu.get("saturation") if pipe else None
+    if share is None:
+        return "no CPU profile in this run (it reads /proc: Linux only)"
+    text = f"at saturation, {share.summary()}"
+    if share.full:
+        others = share.machine_percent or 0.0
+        others -= sum(v for k, v in share.per_process.items() if k.startswith("worker"))
+        return (
+            text + f"; the cores were full, so the {others:.0f}% that was not the workers' "
+            "came off their scoring"
+        )
+    if share.machine_percent is None:
+        return text
+    idle = share.cores * 100 - share.machine_percent - (share.steal_percent or 0.0)
+    return (
+        text + f"; {idle:.0f}% of the cores stood idle: the workers waited (for fetches, acks "
+        "or batching), not for CPU"
+    )
+
+
+def _why_p99(pipe: PipelineBench) -> str:
+    """Whose CPU it was at half load, against what the same processes took flat out."""
+    half, sat = pipe.cpu.get("half_load"), pipe.cpu.get("saturation")
+    if half is None:
+        return "no CPU profile in this run (it reads /proc: Linux only)"
+    text = f"at 50% load, {half.summary()}"
+    rates = (pipe.half_load.items_per_s if pipe.half_load else 0.0, pipe.saturation.items_per_s)
+    if sat and half.machine_percent and sat.machine_percent and all(rates):
+        # percent of a core / items per second, in ms of one core per item
+        each_half = half.machine_percent * 10 / rates[0]
+        each_sat = sat.machine_percent * 10 / rates[1]
+        if each_half > 1.2 * each_sat:
+            text += (
+                f"; each item cost {each_half / each_sat:.1f}x the machine's CPU it cost flat out "
+                f"({each_half:.2f} against {each_sat:.2f} ms of a core): paced items come a few "
+                "per fetch and per batch, so each hop's fixed cost per request is shared by few"
+            )
+    broker_half = half.per_process.get("broker")
+    broker_sat = sat.per_process.get("broker") if sat else None
+    if broker_half is not None and broker_sat is not None and broker_half > broker_sat:
+        text += (
+            f"; the embedded broker took more CPU at half the items/s than flat out "
+            f"({broker_half:.0f}% against {broker_sat:.0f}%), as Tansu's memory engine does "
+            "once its topics hold many small record batches (tools/tansu_fetch_cost.py)"
+        )
+    if half.full:
+        return text + "; the cores were full at half load, so batches queued for CPU"
+    return text + "; the cores were not full: the latency is waiting (fetches, batching, acks)"
+
+
+def _why_idle(idle: Any) -> str:
+    top = ", ".join(f"{k} {v:.1f}%" for k, v in list(idle.per_process.items())[:4])
+    return (
+        f"{top}; every idle consumer (router, workers, store, the shim's readers) fetches "
+        f"once per KAFKA_FETCH_IDLE_WAIT_MS ({idle.fetch_idle_wait_ms} ms) and the broker "
+        "answers each"
+    )
+
+
+def _why_single(idle: Any) -> str:
+    p50 = percentile(idle.single_ms, 50) if idle.single_ms else math.nan
+    return (
+        f"p50 {p50:.0f} ms; after a quiet spell each of the item's two hops (router, worker) "
+        f"waits for its idle fetch (KAFKA_FETCH_IDLE_WAIT_MS {idle.fetch_idle_wait_ms} ms) to "
+        "run out, because the embedded broker answers a waiting fetch only when its wait "
+        "ends; a shorter wait costs idle CPU (the goal above)"
+    )
 
 
 def _why_not(offline: ModelBench | None, pipe: PipelineBench | None) -> str:
@@ -387,14 +541,24 @@ def render(
                 ],
             )
         )
+    if cpus := [(p.model_id, phase, c) for p in pipelines.values() for phase, c in p.cpu.items()]:
+        parts.append(
+            "cpu during the pipeline runs (% of one core)\n"
+            + "\n".join(f"{m} {phase}: {c.summary()}" for m, phase, c in cpus)
+        )
     if goals:
         parts.append(
             "goals\n"
             + table(
-                ["goal", "target", "measured", "status"],
-                [[g.name, g.target, g.measured, g.status] for g in goals],
+                ["goal", "target", "measured", "status", "short by"],
+                [[g.name, g.target, g.measured, g.status, g.short_by] for g in goals],
             )
         )
+        if misses := [g for g in goals if g.status == "MISS" and g.why]:
+            parts.append(
+                "what stands in the way (the run's CPU profile)\n"
+                + "\n".join(f"- {g.name}: {g.why}" for g in misses)
+            )
     return "\n\n".join(parts)
 
 

@@ -68,3 +68,10 @@ def test_bench_pipeline_tiny_tfidf_json(kafka_bootstrap: str) -> None:
     assert statuses["tiny-tfidf pipeline / FastStream peer"] in {"PASS", "MISS"}
     assert pipe["ratio_to_peer"] > 0 and doc["peers"]["tiny-tfidf"]["received"] == 200
     assert statuses["tiny-tfidf p99 at 50% load"] in {"PASS", "MISS"}
+    # where the CPU went, by process: the services are this run's children
+    cpu = pipe["cpu"]["saturation"]["per_process"]
+    assert {"router", "worker --backend cpu", "bench"} <= set(cpu)
+    assert cpu["worker --backend cpu"] > 0
+    assert pipe["cpu"]["half_load"]["machine_percent"] > 0
+    for goal in doc["goals"]:  # a miss says by how much and why; a pass says neither
+        assert bool(goal["why"]) == bool(goal["short_by"]) == (goal["status"] == "MISS")

@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from deepfake_stream.bench.cpu import CpuShare
 from deepfake_stream.bench.flow import FlowRun, percentile, summarise
 from deepfake_stream.bench.model import BatchPoint, ModelBench
 from deepfake_stream.bench.pipeline import PipelineBench
@@ -106,6 +107,56 @@ def test_goals_pass_and_miss_by_their_thresholds() -> None:
     assert goals["tiny-tfidf pipeline / bound"].status == "MISS"  # 0.844
     assert goals["tiny-tfidf pipeline / FastStream peer"].status == "MISS"  # 1.093
     assert goals["tiny-tfidf p99 at 50% load"].status == "MISS"
+
+
+def share(busy: float, **per: float) -> CpuShare:
+    return CpuShare(seconds=10, cores=2, machine_percent=busy, steal_percent=0, per_process=per)
+
+
+def test_a_miss_says_by_how_much_and_whose_cpu_it_was() -> None:
+    models = {"tiny-tfidf": model("tiny-tfidf", 400, 450)}
+    slow = pipe("tiny-tfidf", 380, half_p99=900)  # bound 473.7/s: 0.80
+    slow.cpu = {
+        "saturation": share(196, **{"worker --backend cpu": 120, "broker": 20, "bench": 30}),
+        "half_load": share(198, **{"broker": 70, "worker --backend cpu": 80, "bench": 20}),
+    }
+    goals = {
+        g.name: g
+        for g in check_goals(
+            relay=run(1000), models=models, pipelines={"tiny-tfidf": slow}, max_wait_ms=20
+        )
+    }
+    bound = goals["tiny-tfidf pipeline / bound"]
+    assert bound.status == "MISS"
+    assert bound.short_by == "0.05 (6% of the target)"
+    assert "cores 196% of 200%" in bound.why and "broker 20%" in bound.why
+    assert "the 76% that was not the workers'" in bound.why  # 196 - 120
+    p99 = goals["tiny-tfidf p99 at 50% load"]  # bound 20 + 3 * 142.2 = 446.7 ms
+    assert p99.short_by == "453.3 ms over (2.0x the target)"
+    assert "broker took more CPU at half the items/s than flat out (70% against 20%)" in p99.why
+    assert "cores were full at half load" in p99.why
+    # half load: 198% for 190 items/s = 10.42 ms of a core each; flat out 196% / 380 = 5.16
+    assert "each item cost 2.0x the machine's CPU it cost flat out (10.42 against 5.16" in p99.why
+    text = render(relay=run(1000), models=models, pipelines={"tiny-tfidf": slow}, goals=[bound])
+    assert "what stands in the way" in text and "tiny-tfidf saturation: cores 196%" in text
+
+
+def test_a_met_goal_carries_no_excuse_and_idle_cores_say_waiting() -> None:
+    models = {"tiny-tfidf": model("tiny-tfidf", 400, 450)}
+    fast = pipe("tiny-tfidf", 450, half_p99=100)
+    fast.cpu = {"saturation": share(120, router=40), "half_load": share(60, router=20)}
+    goals = check_goals(
+        relay=run(1000), models=models, pipelines={"tiny-tfidf": fast}, max_wait_ms=20
+    )
+    met = [g for g in goals if g.status == "PASS"]
+    assert met and all(g.short_by == "" and g.why == "" for g in met)
+    waiting = pipe("tiny-tfidf", 300, half_p99=100)
+    waiting.cpu = {"saturation": share(120, router=40)}
+    goals = check_goals(
+        relay=run(1000), models=models, pipelines={"tiny-tfidf": waiting}, max_wait_ms=20
+    )
+    (bound,) = [g for g in goals if g.name == "tiny-tfidf pipeline / bound"]
+    assert "80% of the cores stood idle" in bound.why
 
 
 def test_goals_not_measured_are_na_with_the_reason() -> None:
