@@ -7,13 +7,15 @@
   pipeline  the real router + worker(s): items/s at saturation, p50/p95/p99 end-to-end
             latency at saturation and at 50% of it, and the ratio to the relay
             (tiny-tfidf) or to offline batched throughput (transformer detectors);
-            with the verdict store beside them: its rows/s vs the pipeline's items/s
+            with the verdict store beside them: its rows/s vs the pipeline's items/s;
+            and where the CPU went in each run (each process, the machine)
   idle      `up` with no traffic: CPU of every process (broker included) over 30 s, then
             the latency of single items each published after a quiet spell
   all       all of them in one run (default)
 
 Uses KAFKA_BOOTSTRAP_SERVERS when it answers, otherwise starts the embedded broker on a
-free port. Prints tables and PASS/MISS per goal; --json prints one JSON object last.
+free port. Prints tables and PASS/MISS per goal; a MISS says by how much and what the
+run's CPU profile says stands in the way. --json prints one JSON object last.
 """
 
 from __future__ import annotations
