@@ -8,7 +8,9 @@ p50/p99 compute time, and the batching gain (configured-batch texts/s / batch-1 
 That is the work the pipeline must do per item, so "pipeline / offline" compares like with
 like. ``model_only`` is the detector's own ``predict_batch`` on the raw texts at the
 configured batch (no windows, no preparation), to show what the preparation costs.
-Each point runs for about ``budget_s`` seconds after one warm-up call.
+Each point runs for about ``budget_s`` seconds after one warm-up call. The batch-1 and
+configured-batch points also record how busy the cores were (bench/cpu.py): batching can
+only gain where batch 1 leaves cores idle.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from deepfake_stream.bench.cpu import CpuMeter, CpuShare
 from deepfake_stream.bench.flow import percentile
 from deepfake_stream.consumers.scoring import document_scores
 from deepfake_stream.core.collector import serving_collector
@@ -60,6 +63,8 @@ class ModelBench:
     """The detector alone on the raw texts at the configured batch."""
     sweep: list[BatchPoint] = field(default_factory=list)
     error: str | None = None
+    cpu: dict[str, CpuShare] = field(default_factory=dict)
+    """"batch1", "batched": the machine's and this process's CPU while they ran."""
 
     @property
     def gain(self) -> float | None:
@@ -79,6 +84,7 @@ class ModelBench:
             "model_only": self.model_only.as_dict() if self.model_only else None,
             "sweep": [p.as_dict() for p in self.sweep],
             "error": self.error,
+            "cpu": {k: v.as_dict() for k, v in self.cpu.items()},
         }
 
 
@@ -167,8 +173,12 @@ async def run_model(
 
         # Measured as a worker runs it: the collector set for serving.
         with serving_collector("bench model"):
+            meter = CpuMeter().start()
             bench.batch1 = point(as_verdicts, 1)
+            bench.cpu["batch1"] = meter.stop()
+            meter.start()
             bench.batched = point(as_verdicts, bench.configured_batch)
+            bench.cpu["batched"] = meter.stop()
             bench.model_only = point(detector.predict_batch, bench.configured_batch)
         if sweep:
             for b in SWEEP:

@@ -170,6 +170,7 @@ def check_goals(
             ),
             status="N/A" if gain is None or not gain_on_cpu else _status(gain >= EMBEDDING_GAIN),
             short_by=_short(gain, EMBEDDING_GAIN) if gain is not None and gain_on_cpu else "",
+            why=_why_gain(emb_offline) if gain is not None and gain < EMBEDDING_GAIN else "",
         )
     )
     if on_gpu and emb is not None:
@@ -309,6 +310,24 @@ def _why_throughput(pipe: PipelineBench | None) -> str:
         text + f"; {idle:.0f}% of the cores stood idle: the workers waited (for fetches, acks "
         "or batching), not for CPU"
     )
+
+
+def _why_gain(offline: ModelBench | None) -> str:
+    """Batching fills cores that batch 1 leaves idle; none idle, nothing to gain."""
+    one = offline.cpu.get("batch1") if offline else None
+    many = offline.cpu.get("batched") if offline else None
+    if one is None or many is None or one.machine_percent is None:
+        return "no CPU profile in this run (it reads /proc: Linux only)"
+    text = (
+        f"the cores were {one.machine_percent:.0f}% busy at batch 1 and "
+        f"{many.machine_percent or 0:.0f}% batched (of {one.cores * 100}%)"
+    )
+    if one.full:
+        return text + (
+            ": one text's windows already kept every core busy, so a bigger batch had no idle "
+            "CPU to fill; only less work per window (a faster kernel, fewer tokens) adds texts/s"
+        )
+    return text + ": batch 1 left cores idle that the batched run did not fill"
 
 
 def _why_p99(pipe: PipelineBench) -> str:
@@ -541,10 +560,22 @@ def render(
                 ],
             )
         )
-    if cpus := [(p.model_id, phase, c) for p in pipelines.values() for phase, c in p.cpu.items()]:
+    cpus = [
+        *(
+            (f"{m.model_id} offline {point}", c)
+            for m in models.values()
+            for point, c in m.cpu.items()
+        ),
+        *(
+            (f"{p.model_id} pipeline {phase}", c)
+            for p in pipelines.values()
+            for phase, c in p.cpu.items()
+        ),
+    ]
+    if cpus:
         parts.append(
-            "cpu during the pipeline runs (% of one core)\n"
-            + "\n".join(f"{m} {phase}: {c.summary()}" for m, phase, c in cpus)
+            "cpu (% of one core; bench: this process, the offline models and the load's producer"
+            " and reader)\n" + "\n".join(f"{what}: {c.summary()}" for what, c in cpus)
         )
     if goals:
         parts.append(

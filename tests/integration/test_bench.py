@@ -75,3 +75,4 @@ def test_bench_pipeline_tiny_tfidf_json(kafka_bootstrap: str) -> None:
     assert pipe["cpu"]["half_load"]["machine_percent"] > 0
     for goal in doc["goals"]:  # a miss says by how much and why; a pass says neither
         assert bool(goal["why"]) == bool(goal["short_by"]) == (goal["status"] == "MISS")
+    assert offline["cpu"]["batched"]["per_process"]["bench"] > 0  # offline scores in-process

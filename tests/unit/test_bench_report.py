@@ -138,7 +138,7 @@ def test_a_miss_says_by_how_much_and_whose_cpu_it_was() -> None:
     # half load: 198% for 190 items/s = 10.42 ms of a core each; flat out 196% / 380 = 5.16
     assert "each item cost 2.0x the machine's CPU it cost flat out (10.42 against 5.16" in p99.why
     text = render(relay=run(1000), models=models, pipelines={"tiny-tfidf": slow}, goals=[bound])
-    assert "what stands in the way" in text and "tiny-tfidf saturation: cores 196%" in text
+    assert "what stands in the way" in text and "tiny-tfidf pipeline saturation: cores 196%" in text
 
 
 def test_a_met_goal_carries_no_excuse_and_idle_cores_say_waiting() -> None:
@@ -157,6 +157,16 @@ def test_a_met_goal_carries_no_excuse_and_idle_cores_say_waiting() -> None:
     )
     (bound,) = [g for g in goals if g.name == "tiny-tfidf pipeline / bound"]
     assert "80% of the cores stood idle" in bound.why
+
+
+def test_a_batching_gain_miss_says_whether_batch_one_left_cores_idle() -> None:
+    emb = model("medium-embedding", 3.0, 3.2)
+    emb.cpu = {"batch1": share(195, bench=190), "batched": share(197, bench=192)}
+    goals = check_goals(relay=None, models={"medium-embedding": emb}, pipelines={}, max_wait_ms=20)
+    (gain,) = [g for g in goals if g.name == "medium-embedding batching gain (CPU)"]
+    assert gain.status == "MISS" and gain.short_by == "1.43 (57% of the target)"
+    assert gain.why.startswith("the cores were 195% busy at batch 1 and 197% batched")
+    assert "no idle CPU to fill" in gain.why
 
 
 def test_goals_not_measured_are_na_with_the_reason() -> None:
