@@ -223,6 +223,7 @@ class Router:
             replay=parse_headers(record.headers).get("deepfake.replay") == "true",
         )
         topic = topics.backend(route.target)
+        key = item.id.encode()
         partition = None
         if self.balancer is not None:
             # What the worker will score: one detector pass per window.
@@ -231,12 +232,12 @@ class Router:
                 config.window_chars,
                 config.window_limit(self.settings.limits.max_windows),
             )
-            partition = self.balancer.pick(topic, windows, item.id.encode())
+            partition = self.balancer.pick(topic, windows, key)
         result.out.append(
             Outgoing(
                 topic=topic,
                 value=routed.model_dump_json().encode(),
-                key=item.id.encode(),
+                key=key,
                 headers=trace_headers(trace),
                 partition=partition,
             )

@@ -5,32 +5,34 @@ Starts a Tansu broker (the embedded one), publishes ``--rate`` items/s (2.8 KB e
 arrive (20 ms fetch waits, the services' busy wait), and reports the broker's CPU. Then it
 appends ``--fill`` records as one-record batches (what a paced producer writes) and measures
 again, ``--steps`` times. On Tansu 0.6's memory engine the same traffic costs more the more
-batches the topic holds; Apache Kafka finds a fetch's offset through its segment index::
+batches the topic holds; Apache Kafka finds a fetch's offset through its segment index.
+``--fill-elsewhere`` appends them to another topic instead: whether the cost follows the
+topic read or everything the broker holds (a benchmark's later runs use fresh topics)::
 
-    python tools/tansu_fetch_cost.py [--rate 200] [--fill 10000] [--steps 2]
+    python tools/tansu_fetch_cost.py [--rate 200] [--fill 10000] [--steps 2] [--fill-elsewhere]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
 
+from deepfake_stream.bench import cpu
 from deepfake_stream.embedded_broker import EmbeddedBroker, free_port
 
-TOPIC, PARTITIONS, VALUE = "probe", 12, b"x" * 2800
+TOPIC, HISTORY, PARTITIONS, VALUE = "probe", "history", 12, b"x" * 2800
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` (Linux ``/proc``)."""
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    used = cpu.cpu_seconds(pid)
+    if used is None:
+        raise RuntimeError("the broker exited")
+    return used
 
 
 async def read_live(bootstrap: str, stop: asyncio.Event) -> int:
@@ -75,7 +77,7 @@ async def paced(bootstrap: str, pid: int, rate: float, seconds: float) -> float:
     return 100 * used / seconds
 
 
-async def fill(bootstrap: str, n: int) -> None:
+async def fill(bootstrap: str, n: int, topic: str) -> None:
     """``n`` records, each its own batch (each send awaited before the next)."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=0
@@ -83,7 +85,7 @@ async def fill(bootstrap: str, n: int) -> None:
     await producer.start()
     try:
         for i in range(n):
-            await (await producer.send(TOPIC, VALUE, partition=i % PARTITIONS))
+            await (await producer.send(topic, VALUE, partition=i % PARTITIONS))
     finally:
         await producer.stop()
 
@@ -95,17 +97,18 @@ async def main(args: argparse.Namespace) -> None:
     try:
         admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
         await admin.start()
-        await admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)])
+        await admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in (TOPIC, HISTORY)])
         await admin.close()
         held = 0
+        where = " in another topic" if args.fill_elsewhere else ""
         for step in range(args.steps + 1):
             if step:
-                await fill(broker.bootstrap, args.fill)
+                await fill(broker.bootstrap, args.fill, HISTORY if args.fill_elsewhere else TOPIC)
                 held += args.fill
             share = await paced(broker.bootstrap, pid, args.rate, args.seconds)
             print(
-                f"{held:>7,} one-record batches already held: {args.rate:g} items/s published "
-                f"and read as they arrive cost the broker {share:.0f}% of a core",
+                f"{held:>7,} one-record batches already held{where}: {args.rate:g} items/s "
+                f"published and read as they arrive cost the broker {share:.0f}% of a core",
                 flush=True,
             )
     finally:
@@ -118,4 +121,7 @@ if __name__ == "__main__":
     ap.add_argument("--seconds", type=float, default=5.0, help="each measurement's length")
     ap.add_argument("--fill", type=int, default=10_000, help="one-record batches per step")
     ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument(
+        "--fill-elsewhere", action="store_true", help="append the batches to another topic"
+    )
     asyncio.run(main(ap.parse_args()))
