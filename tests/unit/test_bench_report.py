@@ -93,6 +93,7 @@ def test_goals_pass_and_miss_by_their_thresholds() -> None:
     assert goals["medium-embedding pipeline / offline batched"].status == "PASS"  # 0.917
     assert goals["medium-embedding batching gain (CPU)"].status == "PASS"  # 3.0x
     assert goals["medium-embedding batching gain (CPU)"].measured == "3.00x"
+    assert all(g.short_by == g.why == "" for g in goals.values() if g.status != "MISS")
     # tfidf bound: 20 + 3 * (64 / 450 s) = 446.7 ms; 400 ms passes
     assert goals["tiny-tfidf p99 at 50% load"].status == "PASS"
     assert goals["medium-embedding p99 at 50% load"].status == "MISS"  # 7000 > 6420
