@@ -16,7 +16,6 @@ from deepfake_stream.consumers.redis_store import RedisStore
 from deepfake_stream.consumers.worker import OUTPUT_MARGIN_S, Worker
 from deepfake_stream.core.cores import available_cores
 from deepfake_stream.core.errors import ConfigError
-from deepfake_stream.core.kafka import make_consumer
 from deepfake_stream.core.liveness import HeartbeatPublisher
 from deepfake_stream.core.metrics import metrics_server, watch_liveness
 from deepfake_stream.core.service import kafka_lifespan, liveness_view, run_stage
@@ -158,9 +157,6 @@ async def serve_worker(
         # Not waited for: the last batch is done by then, and a hung call never returns.
         stack.callback(lambda: worker.executor.shutdown(wait=False, cancel_futures=True))
         runner = StageRunner(
-            consumer=make_consumer(
-                settings, group_id=f"{settings.kafka.group_prefix}.{backend}", role=backend
-            ),
             producer=producer,
             handler=worker,
             stage=backend,
@@ -190,7 +186,12 @@ async def serve_worker(
         await beat.start()
         stack.push_async_callback(beat.stop)  # announce leaving before the producer closes
         n = await run_stage(
-            settings, runner, role=f"{backend} worker", count=count, timeout=timeout
+            settings,
+            runner,
+            group_id=f"{settings.kafka.group_prefix}.{backend}",
+            role=f"{backend} worker",
+            count=count,
+            timeout=timeout,
         )
         log.info(
             "%s worker stopped after %d items: scored %d, handed on %d, dead-lettered %d",

@@ -8,7 +8,6 @@ import logging
 
 from aiokafka import AIOKafkaProducer
 
-from deepfake_stream.core.kafka import make_consumer
 from deepfake_stream.core.metrics import metrics_server, watch_liveness
 from deepfake_stream.core.service import kafka_lifespan, liveness_view, run_stage
 from deepfake_stream.core.settings import BACKENDS, Settings
@@ -40,9 +39,6 @@ async def serve_router(
         balancer = await partition_balancer(settings, producer) if settings.router.balance else None
         router = Router(settings, registry, view, balancer)
         runner = StageRunner(
-            consumer=make_consumer(
-                settings, group_id=f"{settings.kafka.group_prefix}.router", role="router"
-            ),
             producer=producer,
             handler=router,
             stage="router",
@@ -58,7 +54,14 @@ async def serve_router(
             batch_timeout_s=settings.worker.batch_timeout_s,
         )
         with metrics_server(settings, "router"):
-            n = await run_stage(settings, runner, role="router", count=count, timeout=timeout)
+            n = await run_stage(
+                settings,
+                runner,
+                group_id=f"{settings.kafka.group_prefix}.router",
+                role="router",
+                count=count,
+                timeout=timeout,
+            )
         shutdown_telemetry()
         log.info(
             "router stopped after %d items: routed %s, dead-lettered %s",

@@ -49,13 +49,10 @@ def make_producer(settings: Settings, *, role: str = "") -> AIOKafkaProducer:
     )
 
 
-def make_consumer(
-    settings: Settings, *topics: str, group_id: str | None, role: str = "", **extra: Any
-) -> AIOKafkaConsumer:
+def consumer_options(settings: Settings) -> dict[str, Any]:
+    """How every stage consumer fetches and stays in its group (never auto-commits)."""
     k = settings.kafka
-    options: dict[str, Any] = {
-        "group_id": group_id,
-        "enable_auto_commit": False,
+    return {
         "auto_offset_reset": "earliest",
         "session_timeout_ms": k.session_timeout_ms,
         "heartbeat_interval_ms": max(1_000, k.session_timeout_ms // 4),
@@ -64,10 +61,20 @@ def make_consumer(
         "max_partition_fetch_bytes": max(1_048_576, k.max_request_bytes),
         "fetch_max_wait_ms": k.fetch_max_wait_ms,
     }
+
+
+def make_consumer(
+    settings: Settings, *topics: str, group_id: str | None, role: str = "", **extra: Any
+) -> AIOKafkaConsumer:
+    options: dict[str, Any] = {
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        **consumer_options(settings),
+    }
     options.update(extra)
     # A header key that is not UTF-8 must not make getmany() raise (see kafka_records).
     install_tolerant_records()
-    cls = AIOKafkaConsumer if k.leave_group_on_stop else SilentLeaveConsumer
+    cls = AIOKafkaConsumer if settings.kafka.leave_group_on_stop else SilentLeaveConsumer
     return cls(*topics, **client_kwargs(settings, role=role), **options)
 
 
@@ -88,16 +95,21 @@ class SilentLeaveConsumer(AIOKafkaConsumer):  # type: ignore[misc]  # subclasses
 
     async def start(self) -> None:
         await super().start()
-        coordinator = getattr(self, "_coordinator", None)
-        if coordinator is None or not hasattr(coordinator, "_maybe_leave_group"):
-            return  # no group (group_id=None): nothing to leave
+        go_silent_on_leave(self)
 
-        async def go_silent() -> None:
-            # What aiokafka does after a LeaveGroup, without the request: a later poll
-            # rejoins as a new member.
-            coordinator.reset_generation()
 
-        coordinator._maybe_leave_group = go_silent
+def go_silent_on_leave(consumer: AIOKafkaConsumer) -> None:
+    """What :class:`SilentLeaveConsumer` does, for a consumer built elsewhere (started)."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is None or not hasattr(coordinator, "_maybe_leave_group"):
+        return  # no group (group_id=None): nothing to leave
+
+    async def go_silent() -> None:
+        # What aiokafka does after a LeaveGroup, without the request: a later poll
+        # rejoins as a new member.
+        coordinator.reset_generation()
+
+    coordinator._maybe_leave_group = go_silent
 
 
 def first_bootstrap(settings: Settings) -> tuple[str, int]:

@@ -19,6 +19,7 @@ from deepfake_stream.core.kafka import make_producer, wait_for_broker
 from deepfake_stream.core.liveness import LivenessView
 from deepfake_stream.core.settings import Settings
 from deepfake_stream.core.stage import StageRunner
+from deepfake_stream.core.stage_app import serve_stage
 from deepfake_stream.core.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -54,13 +55,15 @@ async def liveness_view(settings: Settings) -> AsyncIterator[LivenessView]:
 
 
 async def run_stage(
-    settings: Settings, runner: StageRunner, *, role: str, count: int | None, timeout: float | None
+    settings: Settings,
+    runner: StageRunner,
+    *,
+    group_id: str,
+    role: str,
+    count: int | None,
+    timeout: float | None,
 ) -> int:
-    await runner.consumer.start()
-    try:
-        runner.subscribe()
-        log.info("%s consuming %s (group %s)", role, list(runner.topics), runner.consumer._group_id)
-        with serving_collector(role):  # models and clients are loaded: collector set for serving
-            return await runner.run(count=count, timeout=timeout)
-    finally:
-        await runner.consumer.stop()
+    with serving_collector(role):  # models and clients are loaded: collector set for serving
+        return await serve_stage(
+            settings, runner, group_id=group_id, role=role, count=count, timeout=timeout
+        )

@@ -15,23 +15,20 @@ record that keeps failing, which is dead-lettered (``model_error``) through the 
 ``poisoned``. While a batch keeps failing the stage reports itself unhealthy (a worker then
 stops advertising its models, so the router routes around it) until a batch succeeds.
 
-Why this loop is hand-written and not FastStream's subscriber loop (tried for the router,
-2026-12-04, branch ``faststream``): FastStream's loop keeps none of the guarantees above by
-itself. Its ack commits the consumer's whole position, past items this stage holds and before
-the acknowledgements of a batch still being produced; it calls no handler while nothing
-arrives, so held items would wait for new input; and a record its parser rejects is logged
-and skipped without a commit or a retry (``tests/hostile/test_core_inputs.py`` failed that
-way: hostile items got neither a verdict nor a dead letter). Plugging this runner in behind
-``AckPolicy.MANUAL``, ``listener=`` and a raw ``parser=`` kept those tests green, but the
-outputs then had to bypass FastStream's publishers (they add headers and take only text
-header values, while a dead letter keeps the original bytes and headers) through a private
-attribute of its producer, its loop sleeps 100 ms after an empty fetch, and the unchanged
-SIGTERM rolling-restart chaos test did not pass with it (three runs; the last left 13,049 of
-26,531 items without a verdict after 180 s). Those stalls are not proof against FastStream:
-the loop without it later stalled the same way in CI, and the cause turned out to be the
-embedded broker (a member leaving during a rebalance stays the group's ghost leader; see
-``deepfake_stream.core.kafka.SilentLeaveConsumer``), fixed after that branch was dropped.
-The branch was not retried with the fix, so every stage keeps this loop for now.
+Where it runs: every service runs its stage in FastStream's fetch loop
+(``core.stage_app.serve_stage``: FastStream's broker, batch subscriber and consumer, with
+``AckPolicy.MANUAL``), which hands each fetched batch to :meth:`StageRunner.step`. FastStream
+commits nothing itself: its ack would commit the consumer's whole position, past items this
+stage holds and before the acknowledgements of a pipelined batch, so the commits stay here.
+:meth:`StageRunner.run` is the same ``step`` behind a plain ``getmany`` loop, for the unit
+tests that drive a stage over in-memory doubles.
+
+History: a first FastStream router (2026-12-04) passed the hostile-input tests but not the
+SIGTERM rolling-restart chaos test (three runs). The cause was the embedded broker, not
+FastStream (a member leaving during a rebalance stays the group's ghost leader; see
+``deepfake_stream.core.kafka.SilentLeaveConsumer``, which FastStream's consumer now gets
+too). Retried with that fix on 2026-12-05, the FastStream router passed it twice (16,224 and
+17,203 items, none lost or scored twice), and every stage moved to FastStream's loop.
 """
 
 from __future__ import annotations
@@ -144,12 +141,13 @@ class _DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]  # subcla
 
 @dataclass(kw_only=True)
 class StageRunner:
-    consumer: AIOKafkaConsumer
     producer: AIOKafkaProducer
     handler: Handler
     topics: Sequence[str]
     max_batch_size: int
     max_wait_ms: int
+    consumer: AIOKafkaConsumer = None
+    """Set once started: FastStream's (``core.stage_app``) or, in unit tests, a double."""
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     poll_ms: int = 500
     processed: int = 0
@@ -190,30 +188,42 @@ class StageRunner:
     _sync_next: bool = False
     """The previous deferred finish failed for a reason that may lie in its records: the
     re-read batch runs unpipelined, so the failure is counted (and split) as usual."""
+    _backoff: float = 0.1
+    """Seconds to wait after a failed batch: doubles per failure up to 5, reset by a success."""
     _floor: dict[TopicPartition, int] = field(default_factory=dict)
     """First offsets of a previous batch that failed to finish in this loop turn: any later
     rewind in the same turn seeks no further than these (it would skip that batch)."""
 
-    def subscribe(self) -> None:
+    def listener(self) -> ConsumerRebalanceListener:
+        """The rebalance listener of this stage's consumer: a revocation waits for the batch
+        in flight and its acks (see the module docstring)."""
         self._listener = _DrainOnRevoke(
             self._lock, getattr(self.handler, "revoked", None), self._settle_quietly
         )
-        self.consumer.subscribe(list(self.topics), listener=self._listener)
+        return self._listener
 
-    def _generation(self) -> int:
+    def subscribe(self) -> None:
+        self.consumer.subscribe(list(self.topics), listener=self.listener())
+
+    def generation(self) -> int:
+        """Bumped by every rebalance: records fetched under an earlier one are stale."""
         return self._listener.generation if self._listener else 0
 
     async def collect(self) -> list[ConsumerRecord]:
-        """One micro-batch: wait for the first record, then at most ``max_wait_ms`` to fill.
+        """One micro-batch: wait for the first record, then at most ``max_wait_ms`` to fill."""
+        limit = self._batch_limit or self.max_batch_size
+        got = await self.consumer.getmany(timeout_ms=self.poll_ms, max_records=limit)
+        return await self.fill([r for rs in got.values() for r in rs])
+
+    async def fill(self, records: list[ConsumerRecord]) -> list[ConsumerRecord]:
+        """Top up the first records of a batch for at most ``max_wait_ms``.
 
         ``getmany`` returns at once when records are already fetched, so a busy topic fills a
         batch without waiting; only a trickle waits, and never longer than ``max_wait_ms``.
         """
-        limit = self._batch_limit or self.max_batch_size
-        got = await self.consumer.getmany(timeout_ms=self.poll_ms, max_records=limit)
-        records = [r for rs in got.values() for r in rs]
         if not records:
             return records
+        limit = self._batch_limit or self.max_batch_size
         deadline = time.monotonic() + self.max_wait_ms / 1000
         while len(records) < limit:
             left_ms = int((deadline - time.monotonic()) * 1000)
@@ -233,57 +243,66 @@ class StageRunner:
     async def run(self, *, count: int | None = None, timeout: float | None = None) -> int:
         """Process until stopped, ``count`` records, or ``timeout`` seconds; returns records."""
         started = time.monotonic()
-        backoff = 0.1
         while not self.stop.is_set():
-            in_flight = len(self._inflight[0]) if self._inflight else 0
-            if count is not None and self.processed + in_flight >= count:
-                async with self._lock:  # the last batch counts once it is committed
-                    await self._settle_quietly()
+            if count is not None and self.processed + self.in_flight() >= count:
+                await self.finish_in_flight()  # the last batch counts once it is committed
                 if self.processed >= count:
                     break
             if timeout is not None and time.monotonic() - started > timeout:
                 break
-            self._floor = {}
-            generation = self._generation()
+            generation = self.generation()
             records = await self.collect()
-            self._adapt_fetch_wait(bool(records))
-            if not records and self._inflight is not None:
-                async with self._lock:  # idle: finish the batch whose acks are in flight
-                    await self._settle_quietly()
-            if not records and not self._handler_pending():
-                continue
-            async with self._lock:
-                if self._generation() != generation:
-                    # A rebalance ran while the batch was being collected (outside the lock):
-                    # the new assignment restarts every partition at its committed offset, so
-                    # handling these records would score them twice, even on partitions that
-                    # came back to this consumer. Drop them and re-read from the committed
-                    # offsets, which also re-reads what was fetched under the new assignment.
-                    await self._drop_stale(records)
-                    continue
-                # A rebalance may have taken partitions while the batch was being filled:
-                # their records belong to the new owner now (scoring them here would only
-                # duplicate verdicts, since their offsets can no longer be committed).
-                assigned = self.consumer.assignment()
-                records = [r for r in records if TopicPartition(r.topic, r.partition) in assigned]
-                if not records and not self._handler_pending():
-                    continue
-                keepalive = asyncio.create_task(self._stay_in_group())
-                try:
-                    result = await self._attempt(records, pipelined=self.pipeline)
-                finally:
-                    keepalive.cancel()
-                    await asyncio.gather(keepalive, return_exceptions=True)
-                if result is None:  # failed: rewound, to be re-read after the back-off
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
-                    continue
-                backoff = 0.1
-            if result.hold:
-                await asyncio.sleep(0.5)  # back-pressure: the held items are re-read shortly
-        async with self._lock:  # stopping: the last batch's acks and commit first
-            await self._settle_quietly()
+            await self.step(records, generation)
+        await self.finish_in_flight()  # stopping: the last batch's acks and commit first
         return self.processed
+
+    def in_flight(self) -> int:
+        """Records of the pipelined batch whose acks and commit are pending."""
+        return len(self._inflight[0]) if self._inflight else 0
+
+    async def finish_in_flight(self) -> None:
+        """Wait for the pipelined batch's acks and commit (re-read if they failed)."""
+        async with self._lock:
+            await self._settle_quietly()
+
+    async def step(self, records: list[ConsumerRecord], generation: int) -> None:
+        """Handle one fetched batch (``generation``: the listener's when it was fetched)."""
+        self._floor = {}
+        self._adapt_fetch_wait(bool(records))
+        if not records and self._inflight is not None:
+            async with self._lock:  # idle: finish the batch whose acks are in flight
+                await self._settle_quietly()
+        if not records and not self._handler_pending():
+            return
+        async with self._lock:
+            if self.generation() != generation:
+                # A rebalance ran while the batch was being collected (outside the lock):
+                # the new assignment restarts every partition at its committed offset, so
+                # handling these records would score them twice, even on partitions that
+                # came back to this consumer. Drop them and re-read from the committed
+                # offsets, which also re-reads what was fetched under the new assignment.
+                await self._drop_stale(records)
+                return
+            # A rebalance may have taken partitions while the batch was being filled:
+            # their records belong to the new owner now (scoring them here would only
+            # duplicate verdicts, since their offsets can no longer be committed).
+            assigned = self.consumer.assignment()
+            records = [r for r in records if TopicPartition(r.topic, r.partition) in assigned]
+            if not records and not self._handler_pending():
+                return
+            keepalive = asyncio.create_task(self._stay_in_group())
+            try:
+                result = await self._attempt(records, pipelined=self.pipeline)
+            finally:
+                keepalive.cancel()
+                await asyncio.gather(keepalive, return_exceptions=True)
+            if result is None:  # failed: rewound, to be re-read after the back-off
+                await asyncio.sleep(self._backoff)
+                self._backoff = min(self._backoff * 2, 5.0)
+                return
+            self._backoff = 0.1
+        if result.hold:
+            await asyncio.sleep(0.5)  # back-pressure: the held items are re-read shortly
 
     def _adapt_fetch_wait(self, got: bool) -> None:
         """Short broker fetch waits while records flow, long ones once idle.

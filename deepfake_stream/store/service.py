@@ -13,7 +13,6 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from deepfake_stream.core.kafka import make_consumer
 from deepfake_stream.core.metrics import metrics_server
 from deepfake_stream.core.settings import Settings
 from deepfake_stream.core.stage import StageRunner
@@ -64,9 +63,6 @@ async def serve_store(
                 engine, verdict_topic=settings.topics.verdicts, dlq_topic=settings.topics.dlq
             )
             runner = StageRunner(
-                consumer=make_consumer(
-                    settings, group_id=f"{settings.kafka.group_prefix}.store", role="store"
-                ),
                 producer=producer,  # unused: the store produces nothing
                 handler=handler,
                 stage="store",
@@ -82,7 +78,12 @@ async def serve_store(
             try:
                 with metrics_server(settings, "store"):  # consumer lag of <prefix>.store
                     n = await run_stage(
-                        settings, runner, role="store", count=count, timeout=timeout
+                        settings,
+                        runner,
+                        group_id=f"{settings.kafka.group_prefix}.store",
+                        role="store",
+                        count=count,
+                        timeout=timeout,
                     )
             finally:
                 pruning.cancel()

@@ -1,4 +1,5 @@
-"""Rebalances while a batch is being collected: no record is handled twice.
+"""Rebalances while a batch is being collected: no record is handled twice (the stage as the
+services run it, in FastStream's loop).
 
 A record fetched under one assignment and handled after a rebalance gave the partition back
 to the same consumer would be handled, committed, and then fetched again: the new assignment
@@ -15,8 +16,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
-from deepfake_stream.core.kafka import make_consumer, make_producer
+from deepfake_stream.core.kafka import make_producer
 from deepfake_stream.core.stage import BatchResult, StageRunner
+from deepfake_stream.core.stage_app import serve_stage
 from deepfake_stream.core.topics import ensure_topics
 from tests.conftest import unique_settings
 from tests.waiting import until
@@ -56,7 +58,6 @@ async def test_rebalances_during_collect_handle_no_record_twice(kafka_bootstrap:
 
     async def serve(name: str, stop: asyncio.Event) -> None:
         runner = StageRunner(
-            consumer=make_consumer(settings, group_id=group, role=name),
             producer=producer,
             handler=Seen(name, seen),
             topics=[topic],
@@ -64,12 +65,7 @@ async def test_rebalances_during_collect_handle_no_record_twice(kafka_bootstrap:
             max_wait_ms=1_500,  # long collects: rebalances land in them
             stop=stop,
         )
-        await runner.consumer.start()
-        try:
-            runner.subscribe()
-            await runner.run()
-        finally:
-            await runner.consumer.stop()
+        await serve_stage(settings, runner, group_id=group, role=name)
 
     sending = asyncio.create_task(send())
     stop_a = asyncio.Event()

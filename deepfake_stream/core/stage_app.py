@@ -1,0 +1,166 @@
+"""A stage as a FastStream application: FastStream's broker, subscriber and fetch loop; the
+stage's delivery semantics (``core.stage.StageRunner.step``) as its handler.
+
+FastStream builds the consumer (the stage's group, ``AckPolicy.MANUAL``: FastStream never
+commits) and calls the handler with each fetched batch. What its loop does not give by
+itself plugs in around it:
+
+- the batch is topped up for ``max_wait_ms`` and handled by ``StageRunner.step``: outputs
+  are produced with ``acks="all"`` and the input offsets committed only after every ack;
+  failures are retried, split and dead-lettered; a partial batch is held (back-pressure);
+- the same rebalance listener drains the batch in flight before a partition moves;
+- FastStream calls no handler while nothing arrives, so a ticker does what an empty fetch
+  must still do: finish the pipelined batch whose acks are in flight, give held items their
+  retry, and lengthen the broker's fetch wait once idle;
+- records reach the handler raw (a parser that decodes nothing): FastStream's own parser
+  would log and skip, uncommitted, a record whose headers it cannot decode, and a dead
+  letter must carry the original bytes and headers (FastStream's publishers take text
+  headers only), so outputs go through the stage's own ``acks="all"`` producer;
+- stopping: no new batch is handled, the last one's acks and commit are awaited, then
+  FastStream stops the subscriber (its consumer leaves silently on the embedded broker,
+  see ``core.kafka.SilentLeaveConsumer``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Annotated, Any
+
+from aiokafka.helpers import create_ssl_context
+from faststream import AckPolicy, Context, FastStream
+from faststream.kafka import KafkaBroker
+from faststream.message import StreamMessage
+from faststream.security import (
+    BaseSecurity,
+    SASLPlaintext,
+    SASLScram256,
+    SASLScram512,
+)
+
+from deepfake_stream.core.kafka import consumer_options, go_silent_on_leave
+from deepfake_stream.core.kafka_records import install as install_tolerant_records
+from deepfake_stream.core.settings import Settings
+from deepfake_stream.core.stage import StageRunner
+
+log = logging.getLogger(__name__)
+
+FETCH_POLL_MS = 20
+"""How long FastStream's loop waits in ``getmany`` (and sleeps after an empty one) before it
+asks again. An item that arrives while it sleeps waits at most this long; the broker's fetch
+wait (KAFKA_FETCH_MAX_WAIT_MS, longer once idle) is separate and bounds the network round
+trips."""
+IDLE_TICK_S = 0.1
+"""How often the ticker looks for work no fetched batch brings (see the module docstring)."""
+
+_SASL = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
+
+
+def broker_security(settings: Settings) -> BaseSecurity | None:
+    """``core.kafka.client_kwargs``' security, in FastStream's terms."""
+    k = settings.kafka
+    ssl = k.security_protocol.endswith("SSL")
+    context = create_ssl_context(cafile=k.ssl_cafile) if ssl else None
+    if k.security_protocol.startswith("SASL"):
+        password = k.sasl_password.get_secret_value() if k.sasl_password else ""
+        sasl = _SASL[k.sasl_mechanism or "PLAIN"]
+        return sasl(k.sasl_username or "", password, ssl_context=context, use_ssl=ssl)
+    if ssl:
+        return BaseSecurity(ssl_context=context, use_ssl=True)
+    return None
+
+
+def stage_broker(settings: Settings, role: str, graceful_timeout: float) -> KafkaBroker:
+    k = settings.kafka
+    return KafkaBroker(
+        k.bootstrap_servers.split(","),
+        client_id=f"{k.client_id}-{role}",
+        security=broker_security(settings),
+        graceful_timeout=graceful_timeout,
+        log_level=logging.DEBUG,  # no line per batch: the stage logs what matters
+    )
+
+
+async def _raw(records: Any) -> StreamMessage[Any]:
+    return StreamMessage(raw_message=records, body=b"")
+
+
+async def _undecoded(message: StreamMessage[Any]) -> None:
+    return None
+
+
+async def serve_stage(
+    settings: Settings,
+    runner: StageRunner,
+    *,
+    group_id: str,
+    role: str,
+    count: int | None = None,
+    timeout: float | None = None,
+) -> int:
+    """Run ``runner`` as a FastStream application until its stop event, ``count`` records
+    or ``timeout`` seconds; returns the records processed."""
+    install_tolerant_records()  # a header key that is not UTF-8 must not stop getmany()
+    broker = stage_broker(settings, runner.stage, graceful_timeout=runner.batch_timeout_s)
+    subscriber = broker.subscriber(
+        *runner.topics,
+        batch=True,
+        group_id=group_id,
+        max_records=runner.max_batch_size,
+        batch_timeout_ms=FETCH_POLL_MS,
+        ack_policy=AckPolicy.MANUAL,
+        listener=runner.listener(),
+        parser=_raw,
+        decoder=_undecoded,
+        **consumer_options(settings),
+    )
+    turn = asyncio.Lock()  # one step at a time: a fetched batch's or the ticker's
+    closing = False
+    state = {"seen": runner.generation(), "last": time.monotonic()}
+
+    async def handle(message: Annotated[StreamMessage[Any], Context("message")]) -> None:
+        async with turn:
+            if closing:  # not handled, not committed: its partitions' next owner reads it
+                return
+            # A rebalance since the last batch may have come before this fetch: step then
+            # re-reads from the committed offsets instead of scoring these twice.
+            generation = state["seen"]
+            try:
+                records = await runner.fill(list(message.raw_message))
+                await runner.step(records, int(generation))
+            finally:
+                state["seen"] = runner.generation()
+                state["last"] = time.monotonic()
+
+    subscriber(handle)
+    app = FastStream(broker, logger=log)
+    await app.start()
+    try:
+        runner.consumer = subscriber.consumer
+        if not settings.kafka.leave_group_on_stop:
+            go_silent_on_leave(runner.consumer)
+        log.info("%s consuming %s (group %s)", role, list(runner.topics), group_id)
+        started = time.monotonic()
+        while not runner.stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runner.stop.wait(), IDLE_TICK_S)
+            if timeout is not None and time.monotonic() - started > timeout:
+                break
+            if count is not None and runner.processed + runner.in_flight() >= count:
+                async with turn:
+                    await runner.finish_in_flight()  # the last batch counts once committed
+                if runner.processed >= count:
+                    break
+            if turn.locked() or time.monotonic() - state["last"] < IDLE_TICK_S:
+                continue
+            async with turn:
+                await runner.step([], runner.generation())
+                state["seen"] = runner.generation()
+    finally:
+        async with turn:
+            closing = True
+            await runner.finish_in_flight()  # the last batch's acks and commit first
+        await app.stop()
+    return runner.processed
