@@ -1,4 +1,5 @@
-"""``bench pipeline``'s peer: what a user would write with FastStream instead of this project.
+"""``bench pipeline``'s peer: what a user would write with FastStream's defaults instead of
+this project's stages (which run in FastStream's loop too, with their own delivery rules).
 
 One FastStream batch subscriber on the pipeline's input topic, scoring with the same detector
 (loaded as a worker loads it, scored in one inference thread like a worker) and the same
@@ -8,7 +9,8 @@ verdict built by ``verdict_for``), publishing one verdict per item (the contract
 handler; FastStream commits the batch's offsets after the handler
 returns (``AckPolicy.ACK``, no auto-commit). No router hop: it is the framework's best case.
 Same broker, same texts, same client options (linger, batch bytes, fetch wait) as the
-pipeline, so the ratio measures the stage loop, not a tuning difference.
+pipeline, so the ratio measures the stage's handling (pipelined acks, held items, splits),
+not a tuning difference.
 
 Run it alone with ``python -m deepfake_stream.bench.peer SRC DST GROUP MAX_RECORDS MODEL_ID``.
 """

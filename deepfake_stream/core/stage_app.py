@@ -91,6 +91,91 @@ async def _undecoded(message: StreamMessage[Any]) -> None:
     return None
 
 
+class StageApp:
+    """One stage's FastStream application: its broker, its batch subscriber, its handler."""
+
+    def __init__(self, settings: Settings, runner: StageRunner, *, group_id: str, role: str):
+        self.settings = settings
+        self.runner = runner
+        self.group_id = group_id
+        self.role = role
+        self.broker = stage_broker(settings, runner.stage, graceful_timeout=runner.batch_timeout_s)
+        self.subscriber = self.broker.subscriber(
+            *runner.topics,
+            batch=True,
+            group_id=group_id,
+            max_records=runner.max_batch_size,
+            batch_timeout_ms=FETCH_POLL_MS,
+            ack_policy=AckPolicy.MANUAL,
+            listener=runner.listener(),
+            parser=_raw,
+            decoder=_undecoded,
+            **consumer_options(settings),
+        )
+        self.subscriber(self.handle)
+        self.app = FastStream(self.broker, logger=log)
+        self._turn = asyncio.Lock()  # one step at a time: a fetched batch's or the ticker's
+        self._closing = False
+        self._seen = runner.generation()
+        self._last = time.monotonic()
+
+    async def handle(self, message: Annotated[StreamMessage[Any], Context("message")]) -> None:
+        """FastStream's handler: one fetched batch, raw, topped up and stepped."""
+        async with self._turn:
+            if self._closing:  # not handled, not committed: its partitions' next owner reads it
+                return
+            runner = self.runner
+            if runner.consumer is None:  # FastStream fetched before serve() saw it started
+                runner.consumer = self.subscriber.consumer
+            # A rebalance since the last batch may have come before this fetch: step then
+            # re-reads from the committed offsets instead of scoring these twice.
+            generation = self._seen
+            try:
+                records = await runner.fill(list(message.raw_message))
+                await runner.step(records, generation)
+            finally:
+                self._seen = runner.generation()
+                self._last = time.monotonic()
+
+    async def tick(self) -> None:
+        """What an empty fetch must still do, since FastStream then calls no handler."""
+        if self._turn.locked() or time.monotonic() - self._last < IDLE_TICK_S:
+            return
+        async with self._turn:
+            await self.runner.step([], self.runner.generation())
+            self._seen = self.runner.generation()
+
+    async def serve(self, *, count: int | None = None, timeout: float | None = None) -> int:
+        """Run until the runner's stop event, ``count`` records or ``timeout`` seconds;
+        returns the records processed."""
+        runner = self.runner
+        install_tolerant_records()  # a header key that is not UTF-8 must not stop getmany()
+        await self.app.start()
+        try:
+            runner.consumer = self.subscriber.consumer
+            if not self.settings.kafka.leave_group_on_stop:
+                go_silent_on_leave(runner.consumer)
+            log.info("%s consuming %s (group %s)", self.role, list(runner.topics), self.group_id)
+            started = time.monotonic()
+            while not runner.stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(runner.stop.wait(), IDLE_TICK_S)
+                if timeout is not None and time.monotonic() - started > timeout:
+                    break
+                if count is not None and runner.processed + runner.in_flight() >= count:
+                    async with self._turn:
+                        await runner.finish_in_flight()  # the last batch counts once committed
+                    if runner.processed >= count:
+                        break
+                await self.tick()
+        finally:
+            async with self._turn:
+                self._closing = True
+                await runner.finish_in_flight()  # the last batch's acks and commit first
+            await self.app.stop()
+        return runner.processed
+
+
 async def serve_stage(
     settings: Settings,
     runner: StageRunner,
@@ -100,67 +185,6 @@ async def serve_stage(
     count: int | None = None,
     timeout: float | None = None,
 ) -> int:
-    """Run ``runner`` as a FastStream application until its stop event, ``count`` records
-    or ``timeout`` seconds; returns the records processed."""
-    install_tolerant_records()  # a header key that is not UTF-8 must not stop getmany()
-    broker = stage_broker(settings, runner.stage, graceful_timeout=runner.batch_timeout_s)
-    subscriber = broker.subscriber(
-        *runner.topics,
-        batch=True,
-        group_id=group_id,
-        max_records=runner.max_batch_size,
-        batch_timeout_ms=FETCH_POLL_MS,
-        ack_policy=AckPolicy.MANUAL,
-        listener=runner.listener(),
-        parser=_raw,
-        decoder=_undecoded,
-        **consumer_options(settings),
-    )
-    turn = asyncio.Lock()  # one step at a time: a fetched batch's or the ticker's
-    closing = False
-    state = {"seen": runner.generation(), "last": time.monotonic()}
-
-    async def handle(message: Annotated[StreamMessage[Any], Context("message")]) -> None:
-        async with turn:
-            if closing:  # not handled, not committed: its partitions' next owner reads it
-                return
-            # A rebalance since the last batch may have come before this fetch: step then
-            # re-reads from the committed offsets instead of scoring these twice.
-            generation = state["seen"]
-            try:
-                records = await runner.fill(list(message.raw_message))
-                await runner.step(records, int(generation))
-            finally:
-                state["seen"] = runner.generation()
-                state["last"] = time.monotonic()
-
-    subscriber(handle)
-    app = FastStream(broker, logger=log)
-    await app.start()
-    try:
-        runner.consumer = subscriber.consumer
-        if not settings.kafka.leave_group_on_stop:
-            go_silent_on_leave(runner.consumer)
-        log.info("%s consuming %s (group %s)", role, list(runner.topics), group_id)
-        started = time.monotonic()
-        while not runner.stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(runner.stop.wait(), IDLE_TICK_S)
-            if timeout is not None and time.monotonic() - started > timeout:
-                break
-            if count is not None and runner.processed + runner.in_flight() >= count:
-                async with turn:
-                    await runner.finish_in_flight()  # the last batch counts once committed
-                if runner.processed >= count:
-                    break
-            if turn.locked() or time.monotonic() - state["last"] < IDLE_TICK_S:
-                continue
-            async with turn:
-                await runner.step([], runner.generation())
-                state["seen"] = runner.generation()
-    finally:
-        async with turn:
-            closing = True
-            await runner.finish_in_flight()  # the last batch's acks and commit first
-        await app.stop()
-    return runner.processed
+    """Run ``runner`` as a FastStream application (see :class:`StageApp`)."""
+    app = StageApp(settings, runner, group_id=group_id, role=role)
+    return await app.serve(count=count, timeout=timeout)
