@@ -5,6 +5,11 @@ publishes to it and who consumes it, with the pydantic models of ``schemas/`` as
 so the document cannot drift from the messages the services really exchange. Topic names
 are the defaults of ``TopicSettings`` (or the given settings').
 
+Why declared handlers and not the services' own subscribers (``core.stage_app``): a stage's
+real handler takes each batch raw, on purpose (FastStream's parser would skip, uncommitted, a
+record it cannot decode, and hostile input must reach the stage to be dead-lettered), so it
+carries no payload type for FastStream to document; the declarations here carry it.
+
 ``deepfake-stream asyncapi`` writes it (``docs/asyncapi.yaml`` is the checked-in copy, kept
 up to date by a unit test); the HTTP shim serves :func:`asyncapi_document` at ``/asyncapi``.
 """

@@ -16,20 +16,31 @@ itself plugs in around it:
   would log and skip, uncommitted, a record whose headers it cannot decode, and a dead
   letter must carry the original bytes and headers (FastStream's publishers take text
   headers only), so outputs go through the stage's own ``acks="all"`` producer;
+- FastStream's batch fetch sleeps ``batch_timeout_ms`` after every empty ``getmany``: short,
+  an idle stage wakes dozens of times a second (``bench idle``: 11.3% of a core for `up`
+  against 7.1% with the stage's own fetch, 2026-12-05); long, an item arriving in the sleep
+  waits it out. The subscriber's fetch is therefore the stage's: one ``getmany`` that waits
+  up to ``poll_ms`` for records and returns as soon as they come (:meth:`StageApp.fetch`);
 - stopping: no new batch is handled, the last one's acks and commit are awaited, then
   FastStream stops the subscriber (its consumer leaves silently on the embedded broker,
   see ``core.kafka.SilentLeaveConsumer``).
+
+Tracing and metrics stay the stage's own rather than FastStream's middlewares: a verdict's
+span continues its own item's trace (each item carries its ``traceparent``), where the
+middleware would open one span per fetched batch, and the metrics count what the stage
+decides (items routed, held, dead-lettered), not what FastStream fetched.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Annotated, Any
 
+from aiokafka import AIOKafkaConsumer
 from aiokafka.helpers import create_ssl_context
+from aiokafka.structs import ConsumerRecord
 from faststream import AckPolicy, Context, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
@@ -47,13 +58,10 @@ from deepfake_stream.core.stage import StageRunner
 
 log = logging.getLogger(__name__)
 
-FETCH_POLL_MS = 20
-"""How long FastStream's loop waits in ``getmany`` (and sleeps after an empty one) before it
-asks again. An item that arrives while it sleeps waits at most this long; the broker's fetch
-wait (KAFKA_FETCH_MAX_WAIT_MS, longer once idle) is separate and bounds the network round
-trips."""
-IDLE_TICK_S = 0.1
-"""How often the ticker looks for work no fetched batch brings (see the module docstring)."""
+IDLE_TICK_S = 0.25
+"""How often the ticker looks for work no fetched batch brings (see the module docstring): a
+pipelined batch's commit, a held item's retry (the router held for 0.5 s between retries
+before), the idle fetch wait. Each tick wakes an idle stage, so not more often."""
 
 _SASL = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
 
@@ -105,19 +113,29 @@ class StageApp:
             batch=True,
             group_id=group_id,
             max_records=runner.max_batch_size,
-            batch_timeout_ms=FETCH_POLL_MS,
+            batch_timeout_ms=runner.poll_ms,  # unused: see fetch()
             ack_policy=AckPolicy.MANUAL,
             listener=runner.listener(),
             parser=_raw,
             decoder=_undecoded,
             **consumer_options(settings),
         )
+        # FastStream's fetch sleeps after an empty poll (module docstring): use the stage's.
+        self.subscriber.get_msg = self.fetch
         self.subscriber(self.handle)
         self.app = FastStream(self.broker, logger=log)
         self._turn = asyncio.Lock()  # one step at a time: a fetched batch's or the ticker's
         self._closing = False
         self._seen = runner.generation()
         self._last = time.monotonic()
+
+    async def fetch(self, consumer: AIOKafkaConsumer) -> tuple[ConsumerRecord, ...]:
+        """The subscriber's fetch: records as soon as they come, waiting ``poll_ms`` at most;
+        nothing (FastStream's loop then checks whether it still runs) only after that."""
+        got = await consumer.getmany(
+            timeout_ms=self.runner.poll_ms, max_records=self.runner.max_batch_size
+        )
+        return tuple(r for rs in got.values() for r in rs)
 
     async def handle(self, message: Annotated[StreamMessage[Any], Context("message")]) -> None:
         """FastStream's handler: one fetched batch, raw, topped up and stepped."""
@@ -158,8 +176,9 @@ class StageApp:
             log.info("%s consuming %s (group %s)", self.role, list(runner.topics), self.group_id)
             started = time.monotonic()
             while not runner.stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(runner.stop.wait(), IDLE_TICK_S)
+                await asyncio.sleep(IDLE_TICK_S)  # a stop waits one tick at most
+                if runner.stop.is_set():
+                    break
                 if timeout is not None and time.monotonic() - started > timeout:
                     break
                 if count is not None and runner.processed + runner.in_flight() >= count:
