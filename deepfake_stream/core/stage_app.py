@@ -188,11 +188,17 @@ class StageApp:
                         break
                 await self.tick()
         finally:
-            async with self._turn:
-                self._closing = True
-                await runner.finish_in_flight()  # the last batch's acks and commit first
+            await self.stop_handling()
             await self.app.stop()
         return runner.processed
+
+    async def stop_handling(self) -> None:
+        """Settle the batch in flight (its acks, then its commit) and handle no batch after
+        it: one FastStream fetched before stopping is left uncommitted for the partitions'
+        next owner."""
+        async with self._turn:
+            self._closing = True
+            await self.runner.finish_in_flight()
 
 
 async def serve_stage(

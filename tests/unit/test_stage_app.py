@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from aiokafka.structs import TopicPartition
 from faststream.kafka import TestKafkaBroker
+from faststream.kafka.security import parse_security
 
+from deepfake_stream.core.kafka import client_kwargs
 from deepfake_stream.core.settings import load_settings
 from deepfake_stream.core.stage import StageRunner
-from deepfake_stream.core.stage_app import StageApp
+from deepfake_stream.core.stage_app import StageApp, broker_security
 from tests.unit.test_stage import TOPIC, FakeConsumer, FakeProducer, Handler
 
 
@@ -46,7 +49,43 @@ async def test_a_published_message_is_handled_raw_and_committed_by_the_stage() -
 
 async def test_a_stopping_stage_handles_no_new_batch() -> None:
     app, handler, consumer, _ = stage_app()
-    app._closing = True
+    await app.stop_handling()
     async with TestKafkaBroker(app.broker) as broker:
         await broker.publish(b"late", topic=TOPIC, partition=0)
     assert handler.seen == [] and consumer.commits == []  # re-read by the next owner
+
+
+@pytest.mark.parametrize(
+    ("protocol", "mechanism"),
+    [
+        ("PLAINTEXT", None),
+        ("SSL", None),
+        ("SASL_PLAINTEXT", None),  # no mechanism set: PLAIN, as every other client
+        ("SASL_PLAINTEXT", "SCRAM-SHA-256"),
+        ("SASL_SSL", "SCRAM-SHA-512"),
+        ("SASL_SSL", "PLAIN"),
+    ],
+)
+def test_faststream_connects_with_the_security_every_other_client_uses(
+    protocol: str, mechanism: str | None
+) -> None:
+    settings = load_settings(
+        {
+            ("kafka", "security_protocol"): protocol,
+            ("kafka", "sasl_mechanism"): mechanism,
+            ("kafka", "sasl_username"): "svc",
+            ("kafka", "sasl_password"): "s3cret",
+        }
+    )
+    # What FastStream hands aiokafka, against what core.kafka hands our own producers. With
+    # no security FastStream adds nothing and aiokafka's default (PLAINTEXT) applies.
+    theirs = {"security_protocol": "PLAINTEXT", **parse_security(broker_security(settings))}
+    ours = client_kwargs(settings)
+    for key in (
+        "security_protocol",
+        "sasl_mechanism",
+        "sasl_plain_username",
+        "sasl_plain_password",
+    ):
+        assert theirs.get(key) == ours.get(key), key
+    assert (theirs.get("ssl_context") is not None) == protocol.endswith("SSL")
