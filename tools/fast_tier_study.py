@@ -16,6 +16,10 @@ Variants (all logistic regression, balanced classes):
 - ``masked``: word 1-3-grams of the text with every other word replaced by its shape
   (``W``, ``C`` capitalised, ``D`` digits), so the grammar of a sentence is kept and its
   topic is not;
+- ``word-length``: seven numbers per text, no words at all: the mean and spread of its word
+  lengths (runs of letters) and the share of words of at least 3, 5, 7, 9 and 11 letters;
+- ``tfidf+word-length``: ``tiny-tfidf``'s features and the word-length block (standardised)
+  in one logistic regression;
 - ``tfidf-in-domain``: not cross-set: today's features fitted on the train side of all three
   sets (each dev set split 80/20 like the corpus, stratified, pairs kept together) and scored
   on their held-out 20%: what seeing a domain in training buys on that domain.
@@ -42,7 +46,16 @@ from deepfake_stream.models.metrics import auroc
 from deepfake_stream.models.training.tfidf import DEFAULTS, build_pipeline
 
 TOKEN = re.compile(r"\w+|[^\w\s]")
-VARIANTS = ["tfidf-corpus", "tfidf", "function-words", "masked", "tfidf-in-domain"]
+LETTERS = re.compile(r"[^\W\d_]+")
+VARIANTS = [
+    "tfidf-corpus",
+    "tfidf",
+    "function-words",
+    "masked",
+    "word-length",
+    "tfidf+word-length",
+    "tfidf-in-domain",
+]
 FPR = 0.01
 
 
@@ -70,11 +83,29 @@ def pair_split(examples: list[Example]) -> tuple[list[Example], list[Example]]:
     return [examples[i] for i in train], [examples[i] for i in test]
 
 
+def word_lengths(texts: list[str]) -> np.ndarray:
+    """Per text: mean and spread of word lengths, share of words of >= 3, 5, 7, 9, 11 letters."""
+    rows = []
+    for t in texts:
+        n = np.array([len(w) for w in LETTERS.findall(t)] or [0])
+        rows.append([n.mean(), n.std(), *((n >= k).mean() for k in (3, 5, 7, 9, 11))])
+    return np.array(rows)
+
+
 def make_variant(name: str, texts: list[str]) -> Any:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
+    from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+    lengths = make_pipeline(FunctionTransformer(word_lengths), StandardScaler())
+    if name == "word-length":
+        clf = LogisticRegression(C=1.0, class_weight="balanced", max_iter=3000)
+        return Pipeline([("features", lengths), ("clf", clf)])
+    if name == "tfidf+word-length":
+        tfidf = build_pipeline(DEFAULTS, 10.0)
+        union = FeatureUnion([("tfidf", tfidf.named_steps["features"]), ("lengths", lengths)])
+        return Pipeline([("features", union), ("clf", tfidf.named_steps["clf"])])
     if name.startswith("tfidf"):
         return build_pipeline(DEFAULTS, 10.0)
     vocab = common_words(texts, 0.05)
