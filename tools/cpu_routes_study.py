@@ -1,0 +1,238 @@
+"""CPU routes for SmolLM2's forward pass (issue 8, item 4): speed and feature fidelity.
+
+The SmolLM2-135M forward pass is the cost of every SmolLM2 detector. This study runs the same
+texts, truncated to ``--tokens`` tokens, one text per pass, through each route in one process,
+in interleaved rounds (the cores here are shared and noisy, so only ratios measured side by
+side mean anything):
+
+- ``torch fp32``: today's transformers loop (``small-perplexity``'s scorer);
+- ``torch int8``: torch dynamic quantisation of every Linear layer (``small-curvature``);
+- ``ort fp32``: the same model exported to ONNX (``torch.onnx.export``, dynamo), ONNX Runtime;
+- ``ort int8``: that ONNX file with ONNX Runtime's dynamic int8 quantisation of its weights
+  (``--per-channel``: one scale per output channel instead of per tensor);
+- ``openvino fp32``: the same ONNX file compiled by OpenVINO for the CPU;
+- ``openvino int8``: OpenVINO with int8 weights (NNCF's ``compress_weights``, per channel,
+  activations in fp32), where NNCF is installed;
+- ``ct2 int8``: CTranslate2's converter of the transformers model, int8 weights
+  (``forward_batch`` returns the logits).
+
+Speed is texts per second at batch 1. Fidelity is the Pearson correlation, over the texts, of
+each route's mean token log-likelihood with ``torch fp32``'s: a head trained on one route's
+features is valid only on features that agree with them, and lower agreement is noise added
+to every statistic a detector computes from the log-probabilities.
+
+The exported files go under ``$DEEPFAKE_STREAM_CACHE/onnx-routes`` (an ONNX export takes about a
+minute; CTranslate2's under ``ct2-routes``) and are never loaded by a service: nothing here
+ships. Needs the runtimes, which the project does not install (a route whose package is
+missing is skipped, with a note)::
+
+    pip install onnxruntime onnx onnxscript openvino nncf ctranslate2
+    python tools/cpu_routes_study.py --data ../shared/data/ood_dev/fastdetect_family.jsonl \\
+        [--texts 24] [--tokens 128] [--threads 1] [--rounds 2] [--per-channel] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepfake_stream.models.dataset import load_labelled
+from deepfake_stream.models.detectors.curvature import quantize_int8
+from deepfake_stream.models.smollm import cache_root, load_smollm
+
+Route = Callable[[Any], np.ndarray]
+
+
+def _logits_module(model: Any) -> Any:
+    import torch
+
+    class Logits(torch.nn.Module):
+        """input_ids -> logits, no cache: the one graph every route runs."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.m = model
+
+        def forward(self, input_ids: Any) -> Any:
+            return self.m(input_ids=input_ids, use_cache=False).logits
+
+    return Logits().eval()
+
+
+def export_onnx(module: Any, example: Any, directory: Path, per_channel: bool) -> tuple[Path, Path]:
+    """(fp32, int8) ONNX files of ``module``, exported once and reused from ``directory``."""
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    directory.mkdir(parents=True, exist_ok=True)
+    fp32 = directory / "smollm2-fp32.onnx"
+    int8 = directory / f"smollm2-int8{'-per-channel' if per_channel else ''}.onnx"
+    if not fp32.is_file():
+        t0 = time.perf_counter()
+        batch, tokens = torch.export.Dim("batch", max=64), torch.export.Dim("t", min=2, max=2048)
+        # The exporter prints its progress on stdout, which --json keeps for the result.
+        with contextlib.redirect_stdout(sys.stderr):
+            torch.onnx.export(
+                module,
+                (example,),
+                str(fp32),
+                input_names=["input_ids"],
+                output_names=["logits"],
+                dynamic_shapes=({0: batch, 1: tokens},),
+                opset_version=18,
+                dynamo=True,
+            )
+        print(f"exported {fp32} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    if not int8.is_file():
+        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=per_channel)
+    return fp32, int8
+
+
+def ort_route(path: Path, threads: int) -> Route:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return lambda ids: session.run(None, {"input_ids": ids.numpy()})[0]
+
+
+def openvino_route(path: Path, threads: int, int8: bool) -> Route:
+    import openvino as ov
+
+    model = ov.Core().read_model(str(path))
+    if int8:
+        import nncf  # only this route needs it
+
+        with contextlib.redirect_stdout(sys.stderr):  # its statistics table: not the JSON
+            model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_SYM)
+    compiled = ov.Core().compile_model(
+        model, "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
+    )
+    return lambda ids: np.asarray(compiled({"input_ids": ids.numpy()})[0])
+
+
+def ct2_route(model_dir: Path, directory: Path, threads: int) -> Route:
+    import ctranslate2
+    from ctranslate2.converters import TransformersConverter
+
+    target = directory / "smollm2-int8"
+    if not (target / "model.bin").is_file():
+        with contextlib.redirect_stdout(sys.stderr):
+            TransformersConverter(str(model_dir)).convert(str(target), quantization="int8")
+    generator = ctranslate2.Generator(
+        str(target), device="cpu", compute_type="int8", intra_threads=threads, inter_threads=1
+    )
+    return lambda ids: np.asarray(generator.forward_batch(ids.tolist()))
+
+
+def optional_routes(onnx32: Path, model_dir: Path, threads: int) -> dict[str, Route]:
+    """The routes whose runtime is installed; a note on stderr for each one that is not."""
+    routes: dict[str, Route] = {}
+    makers = {
+        "openvino fp32": lambda: openvino_route(onnx32, threads, int8=False),
+        "openvino int8": lambda: openvino_route(onnx32, threads, int8=True),
+        "ct2 int8": lambda: ct2_route(model_dir, cache_root() / "ct2-routes", threads),
+    }
+    for name, make in makers.items():
+        try:
+            routes[name] = make()
+        except ImportError as exc:
+            print(f"skipping {name}: {exc.name} is not installed", file=sys.stderr)
+    return routes
+
+
+def mean_log_p(logits: np.ndarray, ids: Any) -> float:
+    import torch
+
+    lp = torch.log_softmax(torch.as_tensor(logits[0, :-1]).float(), -1)
+    return float(lp.gather(-1, ids[0, 1:, None]).mean())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, type=Path, help="labelled JSONL; its first texts")
+    parser.add_argument("--texts", type=int, default=24)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads, every route")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per route")
+    parser.add_argument("--per-channel", action="store_true", help="ONNX int8 scale per channel")
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    lm = load_smollm("cpu")
+    tokenizer = lm.tokenizer
+    texts = [e.text for e in load_labelled(args.data)[: args.texts]]
+    ids = [
+        tokenizer(t, truncation=True, max_length=args.tokens, return_tensors="pt")["input_ids"]
+        for t in texts
+    ]
+    fp32 = _logits_module(load_smollm("cpu").model)
+    int8 = quantize_int8(_logits_module(load_smollm("cpu").model))
+    onnx32, onnx8 = export_onnx(
+        fp32, ids[0], cache_root() / "onnx-routes", per_channel=args.per_channel
+    )
+    routes: dict[str, Route] = {
+        "torch fp32": lambda x: fp32(x).numpy(),
+        "torch int8": lambda x: int8(x).numpy(),
+        "ort fp32": ort_route(onnx32, args.threads),
+        "ort int8" + (" per-channel" if args.per_channel else ""): ort_route(onnx8, args.threads),
+        **optional_routes(onnx32, lm.cache_path, args.threads),
+    }
+    speed: dict[str, list[float]] = {k: [] for k in routes}
+    values: dict[str, np.ndarray] = {}
+    lines = sys.stderr if args.json else sys.stdout
+    with torch.inference_mode():
+        for r in range(args.rounds):
+            for name, route in routes.items():
+                route(ids[0])  # warm-up: first-call allocation is not a route's speed
+                t0 = time.perf_counter()
+                values[name] = np.array([mean_log_p(route(x), x) for x in ids])
+                speed[name].append(len(ids) / (time.perf_counter() - t0))
+                print(
+                    f"round {r} {name:22} {speed[name][-1]:6.2f} texts/s  "
+                    f"load {os.getloadavg()[0]:.1f}",
+                    file=lines,
+                )
+    base = float(np.mean(speed["torch fp32"]))
+    result: dict[str, Any] = {
+        "texts": len(ids),
+        "tokens": args.tokens,
+        "threads": args.threads,
+        "routes": {
+            name: {
+                "texts_per_s": round(float(np.mean(s)), 2),
+                "vs_torch_fp32": round(float(np.mean(s)) / base, 2),
+                "mean_log_p_corr": round(
+                    float(np.corrcoef(values["torch fp32"], values[name])[0, 1]), 4
+                ),
+            }
+            for name, s in speed.items()
+        },
+    }
+    for name, row in result["routes"].items():
+        print(
+            f"{name:22} {row['texts_per_s']:6.2f} texts/s  {row['vs_torch_fp32']:.2f}x torch fp32"
+            f"  fidelity (corr of mean log p) {row['mean_log_p_corr']:.4f}",
+            file=lines,
+        )
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
