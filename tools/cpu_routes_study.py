@@ -29,15 +29,23 @@ missing is skipped, with a note)::
     pip install onnxruntime onnx onnxscript openvino nncf ctranslate2
     python tools/cpu_routes_study.py --data ../shared/data/ood_dev/fastdetect_family.jsonl \\
         [--texts 24] [--tokens 128] [--threads 1] [--rounds 2] [--per-channel] [--json]
+
+``--repeatable`` instead builds the ONNX export, OpenVINO's int8 weights and CTranslate2's
+int8 model twice each, in fresh directories, and prints the sha256 of each build: a route
+rebuilt at load, as the torch int8 one is, can only be checked against a head's recorded
+digest if its build is byte-for-byte the same every time.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
+import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -107,15 +115,21 @@ def ort_route(path: Path, threads: int) -> Route:
     return lambda ids: session.run(None, {"input_ids": ids.numpy()})[0]
 
 
+def openvino_int8(path: Path) -> Any:
+    """The ONNX file's model with NNCF's int8 weights (per channel, symmetric)."""
+    import nncf  # only the int8 route needs it
+    import openvino as ov
+
+    # NNCF logs a statistics table to stdout, which --json keeps for the result.
+    logging.getLogger("nncf").setLevel(logging.WARNING)
+    model = ov.Core().read_model(str(path))
+    return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_SYM)
+
+
 def openvino_route(path: Path, threads: int, int8: bool) -> Route:
     import openvino as ov
 
-    model = ov.Core().read_model(str(path))
-    if int8:
-        import nncf  # only this route needs it
-
-        with contextlib.redirect_stdout(sys.stderr):  # its statistics table: not the JSON
-            model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_SYM)
+    model = openvino_int8(path) if int8 else ov.Core().read_model(str(path))
     compiled = ov.Core().compile_model(
         model, "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
     )
@@ -152,6 +166,32 @@ def optional_routes(onnx32: Path, model_dir: Path, threads: int) -> dict[str, Ro
     return routes
 
 
+def repeatable(model_dir: Path, module: Any, example: Any) -> dict[str, list[str]]:
+    """sha256 of each route's weights, built twice from scratch."""
+
+    def digest(path: Path) -> str:
+        with path.open("rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+
+    import openvino as ov
+
+    builds: dict[str, list[str]] = {}
+    for _ in range(2):
+        with tempfile.TemporaryDirectory() as tmp:
+            d = Path(tmp)
+            fp32, _int8 = export_onnx(module, example, d / "onnx", per_channel=True)
+            builds.setdefault("onnx fp32 (graph + weights)", []).append(
+                digest(fp32)[:16] + " " + digest(fp32.with_name(fp32.name + ".data"))[:16]
+            )
+            ov.save_model(openvino_int8(fp32), d / "ov.xml", compress_to_fp16=False)
+            builds.setdefault("openvino int8 weights (.bin)", []).append(digest(d / "ov.bin"))
+            ct2_route(model_dir, d / "ct2", threads=1)
+            builds.setdefault("ct2 int8 (model.bin)", []).append(
+                digest(d / "ct2" / "smollm2-int8" / "model.bin")
+            )
+    return builds
+
+
 def mean_log_p(logits: np.ndarray, ids: Any) -> float:
     import torch
 
@@ -168,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per route")
     parser.add_argument("--per-channel", action="store_true", help="ONNX int8 scale per channel")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    parser.add_argument(
+        "--repeatable", action="store_true", help="build each route's weights twice; compare"
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -181,6 +224,14 @@ def main(argv: list[str] | None = None) -> int:
         for t in texts
     ]
     fp32 = _logits_module(load_smollm("cpu").model)
+    if args.repeatable:
+        builds = repeatable(lm.cache_path, fp32, ids[0])
+        for name, digests in builds.items():
+            same = "same" if len(set(digests)) == 1 else "DIFFERENT"
+            print(f"{name:30} {same}: {' / '.join(digests)}", file=sys.stderr)
+        if args.json:
+            print(json.dumps(builds))
+        return 0 if all(len(set(d)) == 1 for d in builds.values()) else 1
     int8 = quantize_int8(_logits_module(load_smollm("cpu").model))
     onnx32, onnx8 = export_onnx(
         fp32, ids[0], cache_root() / "onnx-routes", per_channel=args.per_channel
