@@ -10,6 +10,10 @@ likely the model finds each token *in its context* than with no context at all:
 - ``prior``: mean log p(x_t | BOS), the model's next-token distribution after the
   beginning-of-text token alone: how common the tokens are, context-free;
 - ``gain``: ``log_p - prior``, what context adds;
+- ``cache_gain``: ``log_p`` minus the log of a prior that also learns from the text itself:
+  each token's count among the tokens before it, smoothed towards ``prior`` (a Dirichlet
+  prior of weight ``ALPHA``). What context adds beyond common words *and* beyond repeating
+  the text's own words;
 - ``word_length``: mean letters per word (no model), for comparison.
 
 It reports each statistic's zero-shot AUROC per set and domain (higher = AI, so below 0.5 is
@@ -39,8 +43,17 @@ from deepfake_stream.models.metrics import auroc
 from deepfake_stream.models.smollm import load_smollm
 
 LETTERS = re.compile(r"[^\W\d_]+")
-STATISTICS = ["log_p", "curvature", "prior", "gain", "word_length"]
-HEADS = [["gain"], ["curvature"], ["word_length"], ["gain", "word_length"], ["log_p", "prior"]]
+STATISTICS = ["log_p", "curvature", "prior", "gain", "cache_gain", "word_length"]
+HEADS = [
+    ["gain"],
+    ["cache_gain"],
+    ["curvature"],
+    ["word_length"],
+    ["gain", "word_length"],
+    ["log_p", "prior"],
+]
+ALPHA = 10.0
+"""Weight of the context-free prior in ``cache_gain``'s in-text prior (in tokens seen)."""
 
 
 def domain(e: Example) -> str:
@@ -83,12 +96,21 @@ class Statistics:
         expected = (lp.exp() * lp).sum(-1)
         variance = (lp.exp() * lp * lp).sum(-1) - expected**2
         prior = self.prior[target]
+        # In-text prior: count of each token among those before it (the first token of the
+        # input counts as seen), smoothed towards the context-free prior.
+        seen = torch.zeros_like(self.prior)
+        seen[x[0, 0]] = 1.0
+        cache = torch.empty_like(prior)
+        for t, token in enumerate(target.tolist()):
+            cache[t] = (seen[token] + ALPHA * self.prior[token].exp()) / (t + 1 + ALPHA)
+            seen[token] += 1.0
         words = [len(w) for w in LETTERS.findall(text)] or [0]
         return {
             "log_p": float(lpx.mean()),
             "curvature": float((lpx - expected).sum() / variance.sum().sqrt()),
             "prior": float(prior.mean()),
             "gain": float((lpx - prior).mean()),
+            "cache_gain": float((lpx - cache.log()).mean()),
             "word_length": float(np.mean(words)),
         }
 
