@@ -22,7 +22,8 @@ corpus sample plus one dev set and scored on the other. The forward pass is torc
 ``--tokens`` tokens (the features every faster route aims at). A stratified sample of
 ``--per-cell`` texts per domain and label (fixed seed) keeps it to a few minutes::
 
-    python tools/prior_gain_study.py [--data-dir ../shared/data] [--per-cell 60] [--json]
+    python tools/prior_gain_study.py [--data-dir ../shared/data] [--per-cell 60] [--tokens 128]
+        [--by generator] [--json]
 """
 
 from __future__ import annotations
@@ -67,6 +68,20 @@ def stratified(examples: list[Example], per_cell: int, rng: random.Random) -> li
             cell = [e for e in examples if domain(e) == d and e.label == label]
             out += rng.sample(cell, min(per_cell, len(cell)))
     return out
+
+
+def group_masks(examples: list[Example], by: str) -> dict[str, np.ndarray]:
+    """Per domain: its texts. Per any other field (``generator``): the AI texts with that
+    value against every human text of the set, so each group has both labels."""
+    if by == "domain":
+        return {
+            g: np.array([domain(e) == g for e in examples])
+            for g in sorted({domain(e) for e in examples})
+        }
+    values = sorted({str(e.fields.get(by)) for e in examples if e.label == 1})
+    return {
+        v: np.array([e.label == 0 or str(e.fields.get(by)) == v for e in examples]) for v in values
+    }
 
 
 class Statistics:
@@ -121,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-cell", type=int, default=60, help="texts per domain and label")
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--by", default="domain", help="report groups: domain, or a field of the AI texts"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args(argv)
     from sklearn.linear_model import LogisticRegression
@@ -157,10 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     for name, examples in sets.items():
         y = np.array([e.label for e in examples])
-        groups = {"all": np.ones(len(y), bool)} | {
-            g: np.array([domain(e) == g for e in examples])
-            for g in sorted({domain(e) for e in examples})
-        }
+        groups = {"all": np.ones(len(y), bool)} | group_masks(examples, args.by)
         table = {
             s: {
                 g: round(auroc(y[m], np.array([r[s] for r in rows[name]])[m]), 3)
