@@ -31,19 +31,19 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fast_tier_study import word_lengths  # tools/ is the script's own directory
 
 from deepfake_stream.models.dataset import Example, load_labelled, select
+from deepfake_stream.models.detectors.curvature import token_statistics
 from deepfake_stream.models.metrics import auroc
 from deepfake_stream.models.smollm import load_smollm
 
-LETTERS = re.compile(r"[^\W\d_]+")
 STATISTICS = ["log_p", "curvature", "prior", "gain", "cache_gain", "word_length"]
 HEADS = [
     ["gain"],
@@ -105,11 +105,10 @@ class Statistics:
         ids = self.tokenizer(text, truncation=True, max_length=self.tokens, return_tensors="pt")
         x = ids["input_ids"]
         with torch.inference_mode():
-            lp = torch.log_softmax(self.model(input_ids=x).logits[0, :-1].float(), -1)
-        target = x[0, 1:]
-        lpx = lp.gather(-1, target[:, None])[:, 0]
-        expected = (lp.exp() * lp).sum(-1)
-        variance = (lp.exp() * lp * lp).sum(-1) - expected**2
+            logits = self.model(input_ids=x).logits[0, :-1]
+            target = x[0, 1:]
+            per_token = token_statistics(logits, target)  # the curvature detector's own
+        lpx, expected, variance = per_token[:, 0].float(), per_token[:, 1], per_token[:, 2]
         prior = self.prior[target]
         # In-text prior: count of each token among those before it (the first token of the
         # input counts as seen), smoothed towards the context-free prior.
@@ -119,14 +118,13 @@ class Statistics:
         for t, token in enumerate(target.tolist()):
             cache[t] = (seen[token] + ALPHA * self.prior[token].exp()) / (t + 1 + ALPHA)
             seen[token] += 1.0
-        words = [len(w) for w in LETTERS.findall(text)] or [0]
         return {
             "log_p": float(lpx.mean()),
-            "curvature": float((lpx - expected).sum() / variance.sum().sqrt()),
+            "curvature": float((per_token[:, 0] - expected).sum() / variance.sum().sqrt()),
             "prior": float(prior.mean()),
             "gain": float((lpx - prior).mean()),
             "cache_gain": float((lpx - cache.log()).mean()),
-            "word_length": float(np.mean(words)),
+            "word_length": float(word_lengths([text])[0, 0]),  # the fast-tier study's mean
         }
 
 
