@@ -61,21 +61,35 @@ FEATURES = [
     "entropy_p10",
     "entropy_p50",
     "entropy_p90",
+    "gain",
+    "cache_gain",
+    "win_cache_gain_mean",
+    "win_cache_gain_min",
+    "win_cache_gain_max",
+    "win_cache_gain_std",
 ]
 """Normalised statistics first; raw log-likelihood/entropy next so the head can undo scale;
 then the distribution over tokens of the standardised surprise
 ``z_t = (log p(x_t) - E[log p]) / sqrt(Var[log p])`` (Fast-DetectGPT's criterion per token)
-and of the log-likelihood and entropy."""
-N_TOKEN_STATS = 4
-"""Per token: log-likelihood, E[log p] (= -entropy), Var[log p], top-1 hit."""
+and of the log-likelihood and entropy; last, the log-likelihood beyond a prior (README,
+"Normalising by a prior"): ``gain`` beyond the context-free prior, ``cache_gain`` beyond an
+in-text prior that also learns the text's own repetition, whole and per window."""
+N_TOKEN_STATS = 6
+"""Per token: log-likelihood, E[log p] (= -entropy), Var[log p], top-1 hit, log-probability
+of the token under the context-free prior, the token id (for the in-text prior)."""
+CACHE_ALPHA = 10.0
+"""Weight, in tokens, of the context-free prior in the in-text prior (the prior study's)."""
 FEATURE_SETS = {
     "curvature": ["curvature_per_token"],
     "normalised": FEATURES[:10],
     "all": FEATURES,
+    "cache_gain": ["cache_gain"],
+    "cache_gain_windows": ["cache_gain", *FEATURES[-4:]],
+    "cache_gain+ll": ["cache_gain", "mean_log_likelihood"],
 }
 """What a head may read: the study compares them cross-set (models/training/curvature.py)."""
 HEAD_FILE = "head.json"
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 """Bump when the features change: the training cache and the model version follow it."""
 
 
@@ -94,8 +108,24 @@ def token_statistics(logits: Any, targets: Any) -> Any:
     return torch.stack([ll.double(), mean_ref.double(), var_ref.double(), top1], dim=-1)
 
 
+def cache_gains(per_token: np.ndarray) -> np.ndarray:
+    """Per token, log p(x_t | text so far) minus the log of an in-text prior: the token's
+    count among the tokens before it, smoothed towards the context-free prior (Dirichlet,
+    :data:`CACHE_ALPHA` tokens). What the model predicts beyond common words and beyond the
+    text repeating itself: human writing that is predictable for those reasons (a student
+    essay repeating its own words) does not look like AI text on this statistic."""
+    ll, prior_ll, ids = per_token[:, 0], per_token[:, 4], per_token[:, 5].astype(np.int64)
+    seen: dict[int, int] = {}
+    before = np.empty(len(ids))
+    for t, token in enumerate(ids.tolist()):
+        before[t] = seen.get(token, 0)
+        seen[token] = seen.get(token, 0) + 1
+    prior = (before + CACHE_ALPHA * np.exp(prior_ll)) / (np.arange(len(ids)) + CACHE_ALPHA)
+    return np.asarray(ll - np.log(prior))
+
+
 def text_features(per_token: np.ndarray, window: int) -> np.ndarray:
-    """One text's per-token statistics ``(n, 4)`` → :data:`FEATURES`.
+    """One text's per-token statistics ``(n, N_TOKEN_STATS)`` → :data:`FEATURES`.
 
     Windows are consecutive runs of ``window`` tokens; a remainder shorter than half a
     window joins the previous one (a 3-token window's curvature is noise). A text with no
@@ -104,17 +134,19 @@ def text_features(per_token: np.ndarray, window: int) -> np.ndarray:
     out = np.zeros(len(FEATURES), dtype=np.float64)
     if n == 0:
         return out
-    ll, mean_ref, var_ref, top1 = per_token.T
+    ll, mean_ref, var_ref, top1, prior_ll, _ = per_token.T
+    gains = cache_gains(per_token)
     bounds = [*range(0, n, window), n]
     if len(bounds) > 2 and bounds[-1] - bounds[-2] < window / 2:
         del bounds[-2]
-    curv, ratio = [], []
+    curv, ratio, win_gain = [], [], []
     for a, b in itertools.pairwise(bounds):
         c, r = _curvature_ratio(ll[a:b], mean_ref[a:b], var_ref[a:b])
         curv.append(c / np.sqrt(b - a))
         ratio.append(r)
+        win_gain.append(gains[a:b].mean())
     c_all, r_all = _curvature_ratio(ll, mean_ref, var_ref)
-    curv_a, ratio_a = np.array(curv), np.array(ratio)
+    curv_a, ratio_a, gain_a = np.array(curv), np.array(ratio), np.array(win_gain)
     z = (ll - mean_ref) / np.sqrt(np.maximum(var_ref, 1e-6))
     q = (10, 25, 50, 75, 90)
     out[:] = [
@@ -137,6 +169,12 @@ def text_features(per_token: np.ndarray, window: int) -> np.ndarray:
         (z > 1).mean(),
         *np.percentile(ll, (10, 50, 90)),
         *np.percentile(-mean_ref, (10, 50, 90)),
+        (ll - prior_ll).mean(),
+        gains.mean(),
+        gain_a.mean(),
+        gain_a.min(),
+        gain_a.max(),
+        gain_a.std(),
     ]
     return out
 
@@ -205,6 +243,7 @@ class WindowStatistics:
         # The first token has no left context: condition it on the document separator.
         self.prefix_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._prior: Any = None
 
     OPTION_KEYS = (
         "max_chars",
@@ -272,7 +311,7 @@ class WindowStatistics:
         states = hidden[:, :-1][valid]
         targets = ids[:, 1:][valid]
         if len(targets):
-            per_token = torch.cat(
+            stats = torch.cat(
                 [
                     token_statistics(
                         self.model.lm_head(states[s : s + self.vocab_chunk]),
@@ -280,11 +319,27 @@ class WindowStatistics:
                     )
                     for s in range(0, len(targets), self.vocab_chunk)
                 ]
+            )
+            prior = self.prior()[targets]
+            per_token = torch.cat(
+                [stats, prior[:, None], targets.double()[:, None]], dim=-1
             ).numpy()
         else:
             per_token = np.zeros((0, N_TOKEN_STATS))
         counts = valid.sum(1).tolist()
         return np.split(per_token, np.cumsum(counts)[:-1]) if rows else []
+
+    def prior(self) -> Any:
+        """The context-free prior: log p(token | the document separator alone), float64,
+        one forward pass of the same (int8) model, computed once."""
+        import torch
+
+        if self._prior is None:
+            hidden = self.model.base_model(
+                input_ids=torch.tensor([[self.prefix_id]])
+            ).last_hidden_state
+            self._prior = self.model.lm_head(hidden[0, -1:]).double().log_softmax(-1)[0]
+        return self._prior
 
 
 def load_statistics(options: dict[str, Any], device: str = "cpu") -> tuple[WindowStatistics, str]:

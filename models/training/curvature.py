@@ -310,6 +310,9 @@ def study(
                 ("ratio", -1),
                 ("win_ratio_mean", -1),
                 ("mean_log_likelihood", 1),
+                ("gain", 1),
+                ("cache_gain", 1),
+                ("win_cache_gain_mean", 1),
             )
         }
     dev = [n for n in sets if n != "corpus"]
@@ -355,6 +358,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--window", type=int, default=DEFAULTS["window"])
     parser.add_argument(
+        "--quantize",
+        choices=["int8", "none"],
+        default=DEFAULTS["quantize"],
+        help="int8: the CPU route the detector serves; none: fp32, to measure what int8 costs",
+    )
+    parser.add_argument(
+        "--num-threads", type=int, default=DEFAULTS["num_threads"], help="torch threads"
+    )
+    parser.add_argument(
         "--feature-set", choices=sorted(FEATURE_SETS), default=DEFAULTS["feature_set"]
     )
     parser.add_argument("--target-fpr", type=float, default=0.01)
@@ -367,7 +379,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     paths = {"corpus": args.corpus, **{p.stem: p for p in args.dev}}
     sets = sample_sets(paths)
-    cache = PerTokenCache({"max_tokens": DEFAULTS["max_tokens"]})
+    cache = PerTokenCache(
+        {
+            "max_tokens": DEFAULTS["max_tokens"],
+            "quantize": args.quantize,
+            "num_threads": args.num_threads,
+        }
+    )
     feats = {
         n: cache.features(
             [e.text for e in ex],
@@ -388,6 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.update(
         max_tokens=args.max_tokens,
         window=args.window,
+        quantize=args.quantize,
         feature_set=args.feature_set,
         n={n: len(ex) for n, ex in sets.items()},
         command=" ".join(
@@ -405,6 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         opts = {
             **DEFAULTS,
+            "quantize": args.quantize,
             "max_tokens": args.max_tokens,
             "window": args.window,
             "feature_set": args.feature_set,

@@ -11,6 +11,7 @@ import pytest
 from deepfake_stream.models.detectors.curvature import (
     FEATURES,
     WindowStatistics,
+    cache_gains,
     quantize_int8,
     quantized_digest,
     text_features,
@@ -20,11 +21,13 @@ from tests.unit.test_perplexity import tiny_lm as tiny_lm  # the fixture, re-exp
 
 
 def literal_per_token(model, ids: list[int]) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """Full logits of one text, textbook formulas: ll, E[log p], Var[log p], top-1 hit."""
+    """Full logits of one text, textbook formulas: ll, E[log p], Var[log p], top-1 hit, then
+    the token's log-probability after the first (separator) token alone, and its id."""
     import torch
 
     with torch.no_grad():
         logits = model(torch.tensor([ids])).logits[0, :-1].double()
+        alone = model(torch.tensor([ids[:1]])).logits[0, -1].double()
     target = torch.tensor(ids[1:])
     logp = torch.log_softmax(logits, -1)
     probs = logp.exp()
@@ -32,7 +35,13 @@ def literal_per_token(model, ids: list[int]) -> np.ndarray:  # type: ignore[no-u
     mu = (probs * logp).sum(-1)
     var = (probs * logp**2).sum(-1) - mu**2
     top1 = (logp.argmax(-1) == target).double()
-    return torch.stack([ll, mu, var, top1], -1).numpy()
+    prior = torch.log_softmax(alone, -1)[target]
+    return torch.stack([ll, mu, var, top1, prior, target.double()], -1).numpy()
+
+
+def rows_of(stats: list[list[float]]) -> np.ndarray:
+    """Hand-made rows of (ll, E, Var, top-1): a context-free prior of 0.01 each, ids 0, 1, ..."""
+    return np.array([[*r, math.log(0.01), i] for i, r in enumerate(stats)])
 
 
 def test_per_token_statistics_match_the_literal_reference(tiny_lm) -> None:  # type: ignore[no-untyped-def]
@@ -54,7 +63,7 @@ def test_per_token_statistics_match_the_literal_reference(tiny_lm) -> None:  # t
 
 def test_curvature_and_ratio_formulas_on_hand_made_tokens() -> None:
     # 4 tokens: log p(x) = -1 each, E[log p] = -2 each, Var = 1 each.
-    rows = np.array([[-1.0, -2.0, 1.0, 1.0]] * 4)
+    rows = rows_of([[-1.0, -2.0, 1.0, 1.0]] * 4)
     f = dict(zip(FEATURES, text_features(rows, window=2), strict=True))
     # Fast-DetectGPT: (sum ll - sum E) / sqrt(sum Var) = (-4 + 8) / 2 = 2; per token / sqrt(4).
     assert f["curvature_per_token"] == pytest.approx(1.0)
@@ -68,17 +77,34 @@ def test_curvature_and_ratio_formulas_on_hand_made_tokens() -> None:
 def test_windows_see_a_change_inside_the_text() -> None:
     predictable = [[-0.5, -2.0, 1.0, 1.0]] * 8  # more likely than the model expected: AI-like
     surprising = [[-4.0, -2.0, 1.0, 0.0]] * 8
-    f = dict(
-        zip(FEATURES, text_features(np.array(predictable + surprising), window=8), strict=True)
-    )
+    f = dict(zip(FEATURES, text_features(rows_of(predictable + surprising), window=8), strict=True))
     assert f["win_curvature_max"] > 0 > f["win_curvature_min"]
     assert f["win_ratio_min"] == pytest.approx(0.25) and f["win_ratio_max"] == pytest.approx(2.0)
 
 
 def test_a_short_remainder_joins_the_last_window() -> None:
-    rows = np.array([[-1.0, -2.0, 1.0, 1.0]] * 10)
+    rows = rows_of([[-1.0, -2.0, 1.0, 1.0]] * 10)
     # 10 tokens, window 8: the 2-token remainder (< half a window) joins: one window only.
     assert text_features(rows, window=8)[FEATURES.index("win_curvature_std")] == 0.0
+
+
+def test_cache_gain_discounts_a_text_repeating_its_own_words() -> None:
+    # The same log p for every token; in one text the tokens repeat, in the other they don't.
+    fresh = rows_of([[-2.0, -3.0, 1.0, 0.0]] * 8)
+    repeating = fresh.copy()
+    repeating[:, 5] = [7, 7, 7, 7, 7, 7, 7, 7]
+    f_fresh = dict(zip(FEATURES, text_features(fresh, window=4), strict=True))
+    f_rep = dict(zip(FEATURES, text_features(repeating, window=4), strict=True))
+    # gain: log p minus the context-free prior, blind to repetition.
+    assert f_fresh["gain"] == f_rep["gain"] == pytest.approx(-2.0 - math.log(0.01))
+    # The in-text prior of token t: (count before t + 10 * 0.01) / (t + 10).
+    expected = [-2.0 - math.log((0 + 0.1) / (t + 10)) for t in range(8)]
+    np.testing.assert_allclose(cache_gains(fresh), expected)
+    assert f_fresh["cache_gain"] == pytest.approx(np.mean(expected))
+    # Repeated tokens were expected by the in-text prior: less gain, window by window.
+    assert f_rep["cache_gain"] < f_fresh["cache_gain"]
+    assert f_rep["win_cache_gain_mean"] < f_fresh["win_cache_gain_mean"]
+    assert f_rep["win_cache_gain_max"] < f_fresh["win_cache_gain_max"]
 
 
 def test_empty_text_gives_zeros(tiny_lm) -> None:  # type: ignore[no-untyped-def]
