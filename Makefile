@@ -95,9 +95,12 @@ quality: install
 
 # small-curvature's cross-set study (fit on the corpus + one dev set, evaluate on the other,
 # both directions) and, with WRITE=1, its shipped head fitted on all of it. SmolLM2 int8
-# per-token statistics are cached under $$DEEPFAKE_STREAM_CACHE (about 30 min on 2 cores).
+# per-token statistics are cached under $$DEEPFAKE_STREAM_CACHE (about 17 min on 2 cores).
+# FEATURE_SET picks what the head reads: curvature (the shipped head), cache_gain, all, ...
+# (models/detectors/curvature.py FEATURE_SETS); WRITE=1 writes small-curvature with it.
 .PHONY: curvature-study
+FEATURE_SET ?= curvature
 curvature-study: install
 	$(BIN)/python -m deepfake_stream.models.training.curvature --corpus $(DATA)/human_ai_corpus.jsonl \
 		--dev $(DATA)/ood_dev/fastdetect_family.jsonl --dev $(DATA)/ood_dev/outfox.jsonl \
-		--feature-set curvature $(if $(WRITE),--write models/artifacts/small-curvature)
+		--feature-set $(FEATURE_SET) $(if $(WRITE),--write models/artifacts/small-curvature)

@@ -30,6 +30,13 @@ missing is skipped, with a note)::
     python tools/cpu_routes_study.py --data ../shared/data/ood_dev/fastdetect_family.jsonl \\
         [--texts 24] [--tokens 128] [--threads 1] [--rounds 2] [--per-channel] [--json]
 
+``--quality N`` scores a seeded sample of N human and N AI texts of ``--data`` instead of its
+first texts, each prefixed with the document separator as the curvature detector encodes it,
+and adds per route the AUROC of mean log p and of ``cache_gain`` (the detector's in-text-prior
+statistic, :func:`~deepfake_stream.models.detectors.curvature.cache_gains`; its context-free
+prior is the route's own prediction after the separator): what a route's lost fidelity costs
+a detector, measured rather than inferred from a correlation.
+
 ``--repeatable`` instead builds the ONNX export, OpenVINO's int8 weights and CTranslate2's
 int8 model twice each, in fresh directories, and prints the sha256 of each build: a route
 rebuilt at load, as the torch int8 one is, can only be checked against a head's recorded
@@ -54,7 +61,7 @@ from typing import Any
 import numpy as np
 
 from deepfake_stream.models.dataset import load_labelled
-from deepfake_stream.models.detectors.curvature import quantize_int8
+from deepfake_stream.models.detectors.curvature import WindowStatistics, cache_gains, quantize_int8
 from deepfake_stream.models.smollm import cache_root, load_smollm
 
 Route = Callable[[Any], np.ndarray]
@@ -199,6 +206,35 @@ def mean_log_p(logits: np.ndarray, ids: Any) -> float:
     return float(lp.gather(-1, ids[0, 1:, None]).mean())
 
 
+def mean_cache_gain(logits: np.ndarray, ids: Any) -> float:
+    """The curvature detector's ``cache_gain`` from one route's logits: per token log p, the
+    route's own context-free prior (its prediction after the first token, the separator) and
+    the token ids, in the columns :func:`cache_gains` reads."""
+    import torch
+
+    lp = torch.log_softmax(torch.as_tensor(logits[0]).double(), -1)
+    target = ids[0, 1:]
+    rows = np.zeros((len(target), 6))
+    rows[:, 0] = lp[:-1].gather(-1, target[:, None])[:, 0].numpy()
+    rows[:, 4] = lp[0][target].numpy()
+    rows[:, 5] = target.numpy()
+    return float(cache_gains(rows).mean())
+
+
+def quality_sample(path: Path, n: int, seed: int = 8) -> tuple[list[str], np.ndarray]:
+    """``n`` human and ``n`` AI texts of ``path`` in a seeded order: (texts, labels)."""
+    import random
+
+    examples = load_labelled(path)
+    rng = random.Random(seed)
+    picked = []
+    for label in (0, 1):
+        rows = [e for e in examples if e.label == label]
+        rng.shuffle(rows)
+        picked += rows[:n]
+    return [e.text for e in picked], np.array([e.label for e in picked])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, type=Path, help="labelled JSONL; its first texts")
@@ -211,6 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeatable", action="store_true", help="build each route's weights twice; compare"
     )
+    parser.add_argument(
+        "--quality",
+        type=int,
+        metavar="N",
+        help="score N human and N AI texts; add each route's AUROC of mean log p and cache_gain",
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -218,11 +260,17 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     lm = load_smollm("cpu")
     tokenizer = lm.tokenizer
-    texts = [e.text for e in load_labelled(args.data)[: args.texts]]
-    ids = [
-        tokenizer(t, truncation=True, max_length=args.tokens, return_tensors="pt")["input_ids"]
-        for t in texts
-    ]
+    labels = None
+    if args.quality:
+        texts, labels = quality_sample(args.data, args.quality)
+        encoder = WindowStatistics(lm.model, tokenizer, max_tokens=args.tokens)
+        ids = [torch.tensor([row]) for row in encoder.encode(texts)]
+    else:
+        texts = [e.text for e in load_labelled(args.data)[: args.texts]]
+        ids = [
+            tokenizer(t, truncation=True, max_length=args.tokens, return_tensors="pt")["input_ids"]
+            for t in texts
+        ]
     fp32 = _logits_module(load_smollm("cpu").model)
     if args.repeatable:
         builds = repeatable(lm.cache_path, fp32, ids[0])
@@ -245,14 +293,21 @@ def main(argv: list[str] | None = None) -> int:
     }
     speed: dict[str, list[float]] = {k: [] for k in routes}
     values: dict[str, np.ndarray] = {}
+    gains: dict[str, np.ndarray] = {}
     lines = sys.stderr if args.json else sys.stdout
     with torch.inference_mode():
         for r in range(args.rounds):
             for name, route in routes.items():
                 route(ids[0])  # warm-up: first-call allocation is not a route's speed
                 t0 = time.perf_counter()
-                values[name] = np.array([mean_log_p(route(x), x) for x in ids])
+                logits = [route(x) for x in ids]
                 speed[name].append(len(ids) / (time.perf_counter() - t0))
+                values[name] = np.array(
+                    [mean_log_p(lg, x) for lg, x in zip(logits, ids, strict=True)]
+                )
+                gains[name] = np.array(
+                    [mean_cache_gain(lg, x) for lg, x in zip(logits, ids, strict=True)]
+                )
                 print(
                     f"round {r} {name:22} {speed[name][-1]:6.2f} texts/s  "
                     f"load {os.getloadavg()[0]:.1f}",
@@ -274,10 +329,23 @@ def main(argv: list[str] | None = None) -> int:
             for name, s in speed.items()
         },
     }
+    if labels is not None:
+        from sklearn.metrics import roc_auc_score
+
+        result["quality"] = {"n_human": int((labels == 0).sum()), "n_ai": int(labels.sum())}
+        for name, row in result["routes"].items():
+            row["auroc_mean_log_p"] = round(float(roc_auc_score(labels, values[name])), 3)
+            row["auroc_cache_gain"] = round(float(roc_auc_score(labels, gains[name])), 3)
     for name, row in result["routes"].items():
         print(
             f"{name:22} {row['texts_per_s']:6.2f} texts/s  {row['vs_torch_fp32']:.2f}x torch fp32"
-            f"  fidelity (corr of mean log p) {row['mean_log_p_corr']:.4f}",
+            f"  fidelity (corr of mean log p) {row['mean_log_p_corr']:.4f}"
+            + (
+                f"  AUROC log p {row['auroc_mean_log_p']:.3f}"
+                f" cache_gain {row['auroc_cache_gain']:.3f}"
+                if "auroc_cache_gain" in row
+                else ""
+            ),
             file=lines,
         )
     if args.json:
