@@ -273,9 +273,12 @@ def rates(y: np.ndarray, s: np.ndarray, threshold: float) -> dict[str, Any]:
     }
 
 
-def per_domain(examples: Sequence[Example], s: np.ndarray, threshold: float) -> dict[str, Any]:
+def per_domain(
+    examples: Sequence[Example], s: np.ndarray, threshold: float, by: str = "domain"
+) -> dict[str, Any]:
+    """Rates over all of ``examples`` and per value of their field ``by``."""
     y = np.array([e.label for e in examples])
-    dom = np.array([str(e.fields.get("domain", "all")) for e in examples])
+    dom = np.array([str(e.fields.get(by, "all")) for e in examples])
     return {
         "all": rates(y, s, threshold),
         **{d: rates(y[dom == d], s[dom == d], threshold) for d in sorted(set(dom))},
@@ -290,6 +293,7 @@ def study(
     target_fpr: float,
     seed: int,
     feature_set: str = "all",
+    by: str = "domain",
 ) -> dict[str, Any]:
     """Zero-shot statistics per set and domain, then the two cross-set directions."""
     from deepfake_stream.models.operating_points import choose_threshold
@@ -301,7 +305,7 @@ def study(
             stat: {
                 d: v["auroc"]
                 for d, v in per_domain(
-                    ex, sign * feats[name][:, FEATURES.index(stat)], np.inf
+                    ex, sign * feats[name][:, FEATURES.index(stat)], np.inf, by
                 ).items()
             }
             for stat, sign in (
@@ -335,7 +339,7 @@ def study(
             "cv_auroc": table,
             "threshold": threshold,
             "target_fpr": target_fpr,
-            "held_out": per_domain(sets[held], scores, threshold),
+            "held_out": per_domain(sets[held], scores, threshold, by),
             "coef": dict(zip(head.features, np.round(head.coef, 3).tolist(), strict=True)),
         }
     return report
@@ -368,6 +372,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--feature-set", choices=sorted(FEATURE_SETS), default=DEFAULTS["feature_set"]
+    )
+    parser.add_argument(
+        "--by", default="domain", metavar="FIELD", help="group figures by this field (language)"
     )
     parser.add_argument("--target-fpr", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=20261122)
@@ -402,6 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         target_fpr=args.target_fpr,
         seed=args.seed,
         feature_set=args.feature_set,
+        by=args.by,
     )
     report.update(
         max_tokens=args.max_tokens,
