@@ -84,7 +84,13 @@ FEATURE_SETS = {
     "normalised": FEATURES[:10],
     "all": FEATURES,
     "cache_gain": ["cache_gain"],
-    "cache_gain_windows": ["cache_gain", *FEATURES[-4:]],
+    "cache_gain_windows": [
+        "cache_gain",
+        "win_cache_gain_mean",
+        "win_cache_gain_min",
+        "win_cache_gain_max",
+        "win_cache_gain_std",
+    ],
     "cache_gain+ll": ["cache_gain", "mean_log_likelihood"],
 }
 """What a head may read: the study compares them cross-set (models/training/curvature.py)."""
