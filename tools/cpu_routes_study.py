@@ -207,18 +207,14 @@ def mean_log_p(logits: np.ndarray, ids: Any) -> float:
 
 
 def mean_cache_gain(logits: np.ndarray, ids: Any) -> float:
-    """The curvature detector's ``cache_gain`` from one route's logits: per token log p, the
-    route's own context-free prior (its prediction after the first token, the separator) and
-    the token ids, in the columns :func:`cache_gains` reads."""
+    """The curvature detector's ``cache_gain`` from one route's logits; the context-free
+    prior is the route's own prediction after the first token (the separator)."""
     import torch
 
     lp = torch.log_softmax(torch.as_tensor(logits[0]).double(), -1)
     target = ids[0, 1:]
-    rows = np.zeros((len(target), 6))
-    rows[:, 0] = lp[:-1].gather(-1, target[:, None])[:, 0].numpy()
-    rows[:, 4] = lp[0][target].numpy()
-    rows[:, 5] = target.numpy()
-    return float(cache_gains(rows).mean())
+    ll = lp[:-1].gather(-1, target[:, None])[:, 0]
+    return float(cache_gains(ll.numpy(), lp[0][target].numpy(), target.numpy()).mean())
 
 
 def quality_sample(path: Path, n: int, seed: int = 8) -> tuple[list[str], np.ndarray]:

@@ -114,16 +114,15 @@ def token_statistics(logits: Any, targets: Any) -> Any:
     return torch.stack([ll.double(), mean_ref.double(), var_ref.double(), top1], dim=-1)
 
 
-def cache_gains(per_token: np.ndarray) -> np.ndarray:
+def cache_gains(ll: np.ndarray, prior_ll: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Per token, log p(x_t | text so far) minus the log of an in-text prior: the token's
     count among the tokens before it, smoothed towards the context-free prior (Dirichlet,
     :data:`CACHE_ALPHA` tokens). What the model predicts beyond common words and beyond the
     text repeating itself: human writing that is predictable for those reasons (a student
     essay repeating its own words) does not look like AI text on this statistic."""
-    ll, prior_ll, ids = per_token[:, 0], per_token[:, 4], per_token[:, 5].astype(np.int64)
     seen: dict[int, int] = {}
     before = np.empty(len(ids))
-    for t, token in enumerate(ids.tolist()):
+    for t, token in enumerate(np.asarray(ids, dtype=np.int64).tolist()):
         before[t] = seen.get(token, 0)
         seen[token] = seen.get(token, 0) + 1
     prior = (before + CACHE_ALPHA * np.exp(prior_ll)) / (np.arange(len(ids)) + CACHE_ALPHA)
@@ -140,8 +139,8 @@ def text_features(per_token: np.ndarray, window: int) -> np.ndarray:
     out = np.zeros(len(FEATURES), dtype=np.float64)
     if n == 0:
         return out
-    ll, mean_ref, var_ref, top1, prior_ll, _ = per_token.T
-    gains = cache_gains(per_token)
+    ll, mean_ref, var_ref, top1, prior_ll, ids = per_token.T
+    gains = cache_gains(ll, prior_ll, ids)
     bounds = [*range(0, n, window), n]
     if len(bounds) > 2 and bounds[-1] - bounds[-2] < window / 2:
         del bounds[-2]

@@ -99,7 +99,7 @@ def test_cache_gain_discounts_a_text_repeating_its_own_words() -> None:
     assert f_fresh["gain"] == f_rep["gain"] == pytest.approx(-2.0 - math.log(0.01))
     # The in-text prior of token t: (count before t + 10 * 0.01) / (t + 10).
     expected = [-2.0 - math.log((0 + 0.1) / (t + 10)) for t in range(8)]
-    np.testing.assert_allclose(cache_gains(fresh), expected)
+    np.testing.assert_allclose(cache_gains(fresh[:, 0], fresh[:, 4], fresh[:, 5]), expected)
     assert f_fresh["cache_gain"] == pytest.approx(np.mean(expected))
     # Repeated tokens were expected by the in-text prior: less gain, window by window.
     assert f_rep["cache_gain"] < f_fresh["cache_gain"]
