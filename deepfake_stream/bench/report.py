@@ -11,7 +11,11 @@ on shared machines while ratios taken side by side in one run hold):
 * every transformer pipeline (medium-embedding, ...) ≥ 0.90 x offline batched texts/s;
 * medium-embedding batching gain on CPU ≥ 2.5x;
 * p99 at 50% load ≤ WORKER_MAX_WAIT_MS + 3 x one configured batch's compute time;
-* on a GPU: medium-embedding ≥ 10,000 texts/s through the pipeline at ≥ 0.80 x offline.
+* on a GPU: medium-embedding ≥ 10,000 texts/s through the pipeline at ≥ 0.80 x offline;
+* the default model (MODELS_DEFAULT) ≥ 4 x the verdicts/s of ``small-perplexity``, today's
+  transformers loop over SmolLM2, offline on the same texts in the same run (issue 8): each
+  model's faster of batch 1 and its configured batch, so the baseline is not slowed by a
+  batch size that does not suit it.
 
 A missed goal says by how much (``short_by``) and what the run's CPU profile says stands
 in the way (``why``: bench/cpu.py's per-process shares during the run that missed it).
@@ -38,6 +42,9 @@ TRANSFORMER_OFFLINE_RATIO = 0.90
 GPU_OFFLINE_RATIO = 0.80
 GPU_TEXTS_PER_S = 10_000.0
 EMBEDDING_GAIN = 2.5
+SPEED_BASELINE = "small-perplexity"
+"""The model the default's speed is measured against (issue 8): today's SmolLM2 loop."""
+DEFAULT_SPEED_RATIO = 4.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,9 +110,12 @@ def check_goals(
     max_wait_ms: float,
     peers: dict[str, FlowRun] | None = None,
     idle: Any = None,
+    default_model: str | None = None,
 ) -> list[Goal]:
     peers = peers or {}
     goals: list[Goal] = []
+    if default_model is not None:
+        goals.append(default_speed_goal(default_model, models))
     tf = pipelines.get("tiny-tfidf")
     bound = bound_items_per_s(relay, models.get("tiny-tfidf"))
     ratio = tf.saturation.items_per_s / bound if tf and bound else None
@@ -233,6 +243,35 @@ def check_goals(
             )
         )
     return goals
+
+
+def best_texts_per_s(offline: ModelBench | None) -> float | None:
+    """The faster of a model's batch-1 and configured-batch verdict rates, if measured."""
+    rates = [p.texts_per_s for p in (offline.batch1, offline.batched) if p] if offline else []
+    return max(rates) if rates else None
+
+
+def default_speed_goal(default_model: str, models: dict[str, ModelBench]) -> Goal:
+    """The default model's verdicts/s against ``small-perplexity``'s, side by side."""
+    name = f"default model ({default_model}) / {SPEED_BASELINE}, texts/s"
+    fast, base = (
+        best_texts_per_s(models.get(default_model)),
+        best_texts_per_s(models.get(SPEED_BASELINE)),
+    )
+    ratio = fast / base if fast is not None and base else None
+    missing = [m for m, r in ((default_model, fast), (SPEED_BASELINE, base)) if r is None]
+    return _at_least(
+        name,
+        ratio,
+        DEFAULT_SPEED_RATIO,
+        target=f">= {DEFAULT_SPEED_RATIO:.0f}x",
+        measured=None if ratio is None else f"{ratio:,.1f}x ({fast:,.1f} / {base:,.2f} texts/s)",
+        not_run=(
+            f"{' and '.join(missing)} not measured: "
+            f"bench model --model {default_model} --model {SPEED_BASELINE}"
+        ),
+        why=lambda: f"{default_model} would need {DEFAULT_SPEED_RATIO * (base or 0):,.2f} texts/s",
+    )
 
 
 def _short(value: float, want: float) -> str:

@@ -3,7 +3,9 @@
   relay     the ceiling: a do-nothing two-hop aiokafka relay (parse, re-serialise,
             publish with acks=all, commit after ack): items/s
   model     offline texts/s of each detector at batch 1 and at its configured batch
-            (--sweep: batch 1..256), and the batching gain
+            (--sweep: batch 1..256), and the batching gain; with no --model, also the
+            default model (MODELS_DEFAULT) and small-perplexity, today's SmolLM2 loop,
+            whose ratio is the default's speed goal (>= 4x)
   pipeline  the real router + worker(s): items/s at saturation, p50/p95/p99 end-to-end
             latency at saturation and at 50% of it, and the ratio to the relay
             (tiny-tfidf) or to offline batched throughput (transformer detectors);
@@ -56,7 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="ID",
-        help="model to benchmark (repeatable; default tiny-tfidf and medium-embedding)",
+        help=(
+            "model to benchmark (repeatable; default tiny-tfidf and medium-embedding, plus"
+            " offline the default model and small-perplexity for the default's speed goal)"
+        ),
     )
     parser.add_argument(
         "--n", type=int, default=10_000, help="items per saturation run (default 10000)"

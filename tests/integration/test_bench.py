@@ -13,8 +13,13 @@ from tests.integration.harness import cli_command
 pytestmark = pytest.mark.integration
 
 
-def bench(bootstrap: str, *args: str, timeout: float = 240) -> dict:
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PYTHONUNBUFFERED": "1"}
+def bench(bootstrap: str, *args: str, timeout: float = 240, **env_vars: str) -> dict:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "PYTHONUNBUFFERED": "1",
+        **env_vars,
+    }
     proc = subprocess.run(
         cli_command("bench", *args, "--json", "--no-progress"),
         env=env,
@@ -24,7 +29,7 @@ def bench(bootstrap: str, *args: str, timeout: float = 240) -> dict:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
-    assert "items/s" in proc.stdout  # the table comes first
+    assert "items/s" in proc.stdout or "texts/s" in proc.stdout  # the table comes first
     return json.loads(lines[-1])
 
 
@@ -76,3 +81,22 @@ def test_bench_pipeline_tiny_tfidf_json(kafka_bootstrap: str) -> None:
     for goal in doc["goals"]:  # a miss says by how much and why; a pass says neither
         assert bool(goal["why"]) == bool(goal["short_by"]) == (goal["status"] == "MISS")
     assert offline["cpu"]["batched"]["per_process"]["bench"] > 0  # offline scores in-process
+
+
+@pytest.mark.slow
+def test_bench_model_times_the_default_against_small_perplexity(kafka_bootstrap: str) -> None:
+    # Batch 1 everywhere keeps the SmolLM2 side to a dozen texts; the ratio is what counts.
+    doc = bench(
+        kafka_bootstrap, "model", "--model-seconds", "0.2", timeout=400, WORKER_MAX_BATCH_SIZE="1"
+    )
+    models = doc["models"]
+    # no --model: the usual two, plus the default and today's SmolLM2 loop, offline only
+    assert {"tiny-tfidf", "medium-embedding", "small-perplexity"} <= set(models)
+    assert not doc["pipelines"]
+    base, fast = (
+        max(models[m][p]["texts_per_s"] for p in ("batch1", "batched"))
+        for m in ("small-perplexity", "tiny-tfidf")
+    )
+    (goal,) = [g for g in doc["goals"] if g["goal"].startswith("default model (tiny-tfidf)")]
+    assert goal["status"] == "PASS" and goal["target"] == ">= 4x"
+    assert fast / base >= 4 and goal["measured"].endswith(f"/ {base:,.2f} texts/s)")

@@ -11,7 +11,14 @@ from deepfake_stream.bench.cpu import CpuShare
 from deepfake_stream.bench.flow import FlowRun, percentile, summarise
 from deepfake_stream.bench.model import BatchPoint, ModelBench
 from deepfake_stream.bench.pipeline import PipelineBench
-from deepfake_stream.bench.report import as_json, check_goals, p99_bound_ms, render, table
+from deepfake_stream.bench.report import (
+    Goal,
+    as_json,
+    check_goals,
+    p99_bound_ms,
+    render,
+    table,
+)
 from deepfake_stream.bench.texts import load_texts, sample_texts
 
 
@@ -200,6 +207,38 @@ def test_gpu_run_checks_the_gpu_goals() -> None:
     assert goals["medium-embedding pipeline on GPU"].status == "PASS"
     # the CPU batching-gain goal is not judged on a GPU figure
     assert goals["medium-embedding batching gain (CPU)"].status == "N/A"
+
+
+def test_the_default_model_is_timed_against_small_perplexity_in_the_same_run() -> None:
+    def speed_goal(models: dict[str, ModelBench], default: str = "tiny-tfidf") -> Goal:
+        goals = check_goals(
+            relay=None, models=models, pipelines={}, max_wait_ms=20, default_model=default
+        )
+        (goal,) = [g for g in goals if g.name.startswith("default model")]
+        return goal
+
+    # each side at its faster point: batch 1 for the SmolLM2 loop here, batched for tf-idf
+    base = model("small-perplexity", 1.75, 0.9, batch=16)
+    goal = speed_goal({"tiny-tfidf": model("tiny-tfidf", 3000, 6000), "small-perplexity": base})
+    assert goal.name == "default model (tiny-tfidf) / small-perplexity, texts/s"
+    assert goal.status == "PASS" and goal.measured == "3,428.6x (6,000.0 / 1.75 texts/s)"
+    slow = speed_goal(
+        {"small-curvature": model("small-curvature", 3.5, 3.0), "small-perplexity": base},
+        "small-curvature",
+    )
+    assert slow.status == "MISS" and slow.short_by == "2.00 (50% of the target)"
+    assert slow.why == "small-curvature would need 7.00 texts/s"
+    missing = speed_goal({"tiny-tfidf": model("tiny-tfidf", 3000, 6000)})
+    assert missing.status == "N/A"
+    assert missing.measured == (
+        "small-perplexity not measured: bench model --model tiny-tfidf --model small-perplexity"
+    )
+    # without a default model named, the goal is not judged at all
+    assert not [
+        g
+        for g in check_goals(relay=None, models={}, pipelines={}, max_wait_ms=20)
+        if g.name.startswith("default model")
+    ]
 
 
 def test_p99_bound_uses_one_configured_batch() -> None:
