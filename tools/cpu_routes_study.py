@@ -206,15 +206,21 @@ def mean_log_p(logits: np.ndarray, ids: Any) -> float:
     return float(lp.gather(-1, ids[0, 1:, None]).mean())
 
 
-def mean_cache_gain(logits: np.ndarray, ids: Any) -> float:
-    """The curvature detector's ``cache_gain`` from one route's logits; the context-free
-    prior is the route's own prediction after the first token (the separator)."""
+def log_p_and_prior(logits: np.ndarray, ids: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per token after the first: (log p in context, log p under the context-free prior,
+    token id), from one route's logits of one text; the prior is the route's own prediction
+    after the first token (the separator)."""
     import torch
 
     lp = torch.log_softmax(torch.as_tensor(logits[0]).double(), -1)
     target = ids[0, 1:]
     ll = lp[:-1].gather(-1, target[:, None])[:, 0]
-    return float(cache_gains(ll.numpy(), lp[0][target].numpy(), target.numpy()).mean())
+    return ll.numpy(), lp[0][target].numpy(), target.numpy()
+
+
+def mean_cache_gain(logits: np.ndarray, ids: Any) -> float:
+    """The curvature detector's ``cache_gain`` from one route's logits."""
+    return float(cache_gains(*log_p_and_prior(logits, ids)).mean())
 
 
 def quality_sample(path: Path, n: int, seed: int = 8) -> tuple[list[str], np.ndarray]:

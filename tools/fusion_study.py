@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 # Run as a script, this folder is on sys.path: the OpenVINO route is the routes study's.
-from cpu_routes_study import _logits_module, export_onnx, openvino_route
+from cpu_routes_study import _logits_module, export_onnx, log_p_and_prior, openvino_route
 
 from deepfake_stream.models.calibration import load_sets
 from deepfake_stream.models.metrics import auroc
@@ -82,15 +82,10 @@ def smollm_statistics(texts: Sequence[str], tokens: int, threads: int) -> dict[s
     route = openvino_route(onnx32, threads, int8=True)
     out: dict[str, list[float]] = {"log_p": [], "gain": [], "cache_gain": []}
     for x in tqdm(ids, desc="SmolLM2 (OpenVINO int8)", unit="text"):
-        lp = torch.log_softmax(torch.as_tensor(route(x)[0]).double(), -1)
-        target = x[0, 1:]
-        ll = lp[:-1].gather(-1, target[:, None])[:, 0]
-        prior = lp[0][target]  # the prediction after the separator: context-free
+        ll, prior, target = log_p_and_prior(route(x), x)
         out["log_p"].append(float(ll.mean()))
         out["gain"].append(float((ll - prior).mean()))
-        out["cache_gain"].append(
-            float(cache_gains(ll.numpy(), prior.numpy(), target.numpy()).mean())
-        )
+        out["cache_gain"].append(float(cache_gains(ll, prior, target).mean()))
     return {k: np.array(v) for k, v in out.items()}
 
 
