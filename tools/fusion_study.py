@@ -152,8 +152,8 @@ def fused_scores(
 
 
 def cross_set(sets: Sequence[dict[str, Any]], names: Sequence[str], how: str) -> dict[str, Any]:
-    """Each set scored from the other sets only: AUROC, FPR / TPR at their 1%-FPR point, and
-    AUROC per domain (per language where a set has no domains)."""
+    """Each set scored from the other sets only: AUROC and FPR / TPR at their 1%-FPR point,
+    for the set and per domain (per language where a set has no domains)."""
     result: dict[str, Any] = {}
     for target in sets:
         fit = [s for s in sets if s is not target]
@@ -166,7 +166,15 @@ def cross_set(sets: Sequence[dict[str, Any]], names: Sequence[str], how: str) ->
             "auroc": _auc(y, s_t),
             "fpr": round(float((s_t[y == 0] > threshold).mean()), 4),
             "tpr": round(float((s_t[y == 1] > threshold).mean()), 4),
-            "by_group": {g: _auc(y[groups == g], s_t[groups == g]) for g in sorted(set(groups))},
+            "by_group": {
+                g: {
+                    "auroc": _auc(y[m], s_t[m]),
+                    "fpr": round(float((s_t[m & (y == 0)] > threshold).mean()), 4),
+                    "tpr": round(float((s_t[m & (y == 1)] > threshold).mean()), 4),
+                }
+                for g in sorted(set(groups))
+                for m in [groups == g]
+            },
         }
     return result
 
