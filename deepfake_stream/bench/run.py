@@ -134,12 +134,14 @@ async def run_bench(settings: Settings, opts: BenchOptions) -> BenchResult:
     registry = load_registry(settings.models.config, default_model=settings.models.default)
     wanted = list(opts.models) or [m for m in DEFAULT_MODELS if m in registry.models]
     # The default model's speed goal is a ratio to today's SmolLM2 loop, measured in the same
-    # run: offline only (no pipeline), unless models were named.
-    offline_only = [
-        m
-        for m in (settings.models.default, report.SPEED_BASELINE)
-        if not opts.models and m in registry.models and m not in wanted
-    ]
+    # run: offline only, by `model` and `all` when no models were named.
+    offline_only = []
+    if not opts.models and opts.what in ("all", "model"):
+        offline_only = [
+            m
+            for m in (settings.models.default, report.SPEED_BASELINE)
+            if m in registry.models and m not in wanted
+        ]
     for m in wanted:
         registry.resolve(m)  # unknown ids fail before anything runs
     result = BenchResult()
