@@ -135,7 +135,7 @@ async def run_bench(settings: Settings, opts: BenchOptions) -> BenchResult:
     wanted = list(opts.models) or [m for m in DEFAULT_MODELS if m in registry.models]
     # The default model's speed goal is a ratio to today's SmolLM2 loop, measured in the same
     # run: offline only, by `model` and `all` when no models were named.
-    offline_only = []
+    offline_only: list[str] = []
     if not opts.models and opts.what in ("all", "model"):
         offline_only = [
             m
