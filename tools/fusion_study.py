@@ -42,7 +42,7 @@ import numpy as np
 from cpu_routes_study import _logits_module, export_onnx, log_p_and_prior, openvino_route
 
 from deepfake_stream.models.calibration import load_sets
-from deepfake_stream.models.metrics import auroc
+from deepfake_stream.models.training.curvature import auroc, rates
 
 SETS = ("human_ai_corpus.jsonl:test", "ood_dev/fastdetect_family.jsonl", "ood_dev/outfox.jsonl")
 STATISTICS = ("tfidf", "log_p", "gain", "cache_gain")
@@ -55,11 +55,6 @@ FUSIONS = (
     ("tfidf", "cache_gain", "log_p"),
 )
 TARGET_FPR = 0.01
-
-
-def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    value = auroc(labels, scores)
-    return None if value is None else round(value, 3)
 
 
 def smollm_statistics(texts: Sequence[str], tokens: int, threads: int) -> dict[str, np.ndarray]:
@@ -160,20 +155,12 @@ def cross_set(sets: Sequence[dict[str, Any]], names: Sequence[str], how: str) ->
         s_fit, s_t = fused_scores(fit, target, names, how)
         y_fit = np.concatenate([s["y"] for s in fit])
         threshold = float(np.quantile(s_fit[y_fit == 0], 1 - TARGET_FPR))
-        y = target["y"]
         groups = np.array(target["group"])
         result[target["name"]] = {
-            "auroc": _auc(y, s_t),
-            "fpr": round(float((s_t[y == 0] > threshold).mean()), 4),
-            "tpr": round(float((s_t[y == 1] > threshold).mean()), 4),
+            **rates(target["y"], s_t, threshold),
             "by_group": {
-                g: {
-                    "auroc": _auc(y[m], s_t[m]),
-                    "fpr": round(float((s_t[m & (y == 0)] > threshold).mean()), 4),
-                    "tpr": round(float((s_t[m & (y == 1)] > threshold).mean()), 4),
-                }
+                g: rates(target["y"][groups == g], s_t[groups == g], threshold)
                 for g in sorted(set(groups))
-                for m in [groups == g]
             },
         }
     return result
@@ -190,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = sys.stderr if args.json else sys.stdout
     report: dict[str, Any] = {"tokens": args.tokens, "zero_shot": {}, "cross_set": {}}
     for s in sets:
-        report["zero_shot"][s["name"]] = {n: _auc(s["y"], s[n]) for n in STATISTICS}
+        report["zero_shot"][s["name"]] = {n: auroc(s["y"], s[n]) for n in STATISTICS}
         print(f"zero-shot {s['name']:30}", report["zero_shot"][s["name"]], file=lines)
     for how in ("zsum", "lr"):
         for names in FUSIONS:
