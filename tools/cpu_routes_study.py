@@ -63,6 +63,7 @@ import numpy as np
 from deepfake_stream.models.dataset import load_labelled
 from deepfake_stream.models.detectors.curvature import WindowStatistics, cache_gains, quantize_int8
 from deepfake_stream.models.smollm import cache_root, load_smollm
+from deepfake_stream.models.smollm_ct2 import log_p_and_prior as served_log_p_and_prior
 
 Route = Callable[[Any], np.ndarray]
 
@@ -208,14 +209,9 @@ def mean_log_p(logits: np.ndarray, ids: Any) -> float:
 
 def log_p_and_prior(logits: np.ndarray, ids: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per token after the first: (log p in context, log p under the context-free prior,
-    token id), from one route's logits of one text; the prior is the route's own prediction
-    after the first token (the separator)."""
-    import torch
-
-    lp = torch.log_softmax(torch.as_tensor(logits[0]).double(), -1)
-    target = ids[0, 1:]
-    ll = lp[:-1].gather(-1, target[:, None])[:, 0]
-    return ll.numpy(), lp[0][target].numpy(), target.numpy()
+    token id), from one route's logits of one text (batch of 1), as small-fusion reads them
+    (:func:`~deepfake_stream.models.smollm_ct2.log_p_and_prior`)."""
+    return served_log_p_and_prior(np.asarray(logits)[0], ids[0].tolist())
 
 
 def mean_cache_gain(logits: np.ndarray, ids: Any) -> float:

@@ -25,8 +25,15 @@ async def test_every_registered_model_scores_through_the_stream_on_cpu(
     kafka_bootstrap: str,
 ) -> None:
     settings = unique_settings(kafka_bootstrap)
-    models = sorted(registry_for(settings).models)
-    assert {"tiny-tfidf", "small-perplexity", "medium-embedding", "large-ensemble"} <= set(models)
+    registry = registry_for(settings)
+    models = sorted(registry.models)
+    assert {
+        "tiny-tfidf",
+        "small-fusion",
+        "small-perplexity",
+        "medium-embedding",
+        "large-ensemble",
+    } <= set(models)
     async with running(
         lambda stop: serve_router(settings, stop=stop),
         lambda stop: serve_worker(settings, "cpu", stop=stop),
@@ -45,6 +52,7 @@ async def test_every_registered_model_scores_through_the_stream_on_cpu(
     for d in docs:
         v = Verdict.model_validate(by_id[d["id"]])
         assert v.model_id == d["model_id"]
-        assert re.match(r"^2026\.11\.1\+sha256:[0-9a-f]{12}$", v.model_version)
+        release = re.escape(registry.resolve(v.model_id).version)
+        assert re.match(rf"^{release}\+sha256:[0-9a-f]{{12}}$", v.model_version)
         # No GPU and no Modal here: every model's chain ends on the CPU worker.
         assert v.backend == "cpu" and v.fallback_from == []

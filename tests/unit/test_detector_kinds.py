@@ -126,8 +126,9 @@ async def test_one_module_and_a_registry_entry_make_a_kind(tmp_path: Path) -> No
 
 
 def test_the_builtin_kinds_are_the_modules_of_models_detectors() -> None:
-    assert {"tfidf", "perplexity", "embedding", "ensemble", "curvature"} <= set(known_kinds())
-    for name in ("tfidf", "perplexity", "embedding", "ensemble", "curvature"):
+    builtin = ("tfidf", "perplexity", "embedding", "ensemble", "curvature", "fusion")
+    assert set(builtin) <= set(known_kinds())
+    for name in builtin:
         kind = get_kind(name)
         assert kind.name == name and kind.trainer is not None
     tfidf = get_kind("tfidf")

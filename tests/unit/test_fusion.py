@@ -1,0 +1,168 @@
+"""small-fusion: the standardise-and-sum arithmetic and the log-probabilities on hand-made
+numbers (fast), then the real tiny-tfidf and CTranslate2 int8 SmolLM2 (slow: the detector
+contract, the weights check, and the trainer)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepfake_stream.core.errors import ConfigError, ModelUnavailable
+from deepfake_stream.models.artifacts import artifact_dir, save_artifact
+from deepfake_stream.models.base import Detector
+from deepfake_stream.models.dataset import load_labelled
+from deepfake_stream.models.detectors.fusion import (
+    FUSION_FILE,
+    STATISTICS,
+    Standardisation,
+    statistics_matrix,
+)
+from deepfake_stream.models.kinds import build_detector
+from deepfake_stream.models.registry import load_registry
+from deepfake_stream.models.smollm_ct2 import log_p_and_prior
+from tests.detector_contract import DetectorContract
+
+SMALL = Path(__file__).resolve().parents[1] / "data" / "labelled_small.jsonl"
+
+
+def fit(mean: list[float], std: list[float], offset: float = 0.0) -> Standardisation:
+    return Standardisation(
+        names=STATISTICS,
+        mean=np.array(mean),
+        std=np.array(std),
+        offset=offset,
+        options={"max_chars": 3000, "max_tokens": 128},
+        weights_sha256="0" * 64,
+        members={"tiny-tfidf": "1+sha256:000000000000"},
+    )
+
+
+def test_log_p_and_prior_match_a_textbook_log_softmax() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4, 7)) * 5
+    ids = [6, 2, 2, 5]
+    ll, prior, target = log_p_and_prior(logits, ids)
+    logp = [[x - math.log(sum(math.exp(v) for v in row)) for x in row] for row in logits]
+    assert target.tolist() == [2, 2, 5]
+    assert ll == pytest.approx([logp[0][2], logp[1][2], logp[2][5]], abs=1e-12)
+    # The prior is the prediction after the first token (the separator), for every target.
+    assert prior == pytest.approx([logp[0][2], logp[0][2], logp[0][5]], abs=1e-12)
+
+
+def test_the_fused_score_is_the_sum_of_standardised_statistics_minus_the_offset() -> None:
+    f = fit([1.0, 2.0, -3.0], [0.5, 2.0, 1.0], offset=1.5)
+    x = np.array([[2.0, 4.0, -1.0], [1.0, 2.0, -3.0]])
+    assert f.fused(x) == pytest.approx([2.0 + 1.0 + 2.0, 0.0])
+    assert f.score(x) == pytest.approx([1 / (1 + math.exp(-3.5)), 1 / (1 + math.exp(1.5))])
+
+
+def test_a_statistic_a_text_does_not_have_adds_nothing() -> None:
+    f = fit([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
+    x = statistics_matrix([0.5], np.array([[np.nan, np.nan]]))
+    assert f.fused(x) == pytest.approx([0.0]) and np.isfinite(f.score(x)).all()
+
+
+def test_the_tfidf_score_enters_as_a_logit() -> None:
+    x = statistics_matrix([0.5, 0.9], np.zeros((2, 2)))
+    assert x[:, 0] == pytest.approx([0.0, math.log(9)])
+
+
+def test_the_file_round_trips_and_refuses_what_this_version_cannot_read() -> None:
+    f = fit([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], offset=0.25)
+    again = Standardisation.from_json(json.loads(json.dumps(f.to_json())))
+    assert again.to_json() == f.to_json()
+    with pytest.raises(ModelUnavailable, match="reads"):
+        Standardisation.from_json({**f.to_json(), "names": ["tfidf", "log_p", "cache_gain"]})
+    with pytest.raises(ModelUnavailable, match="zero spread"):
+        Standardisation.from_json({**f.to_json(), "std": [1.0, 0.0, 1.0]})
+
+
+def shipped_spec():  # type: ignore[no-untyped-def]
+    config = load_registry().models.get("small-fusion")
+    assert config is not None, "small-fusion is in the shipped models/registry.yaml"
+    return config.spec()
+
+
+def test_the_kind_takes_exactly_one_member() -> None:
+    spec = shipped_spec()
+    with pytest.raises(ConfigError, match="one member"):
+        build_detector(replace(spec, members=spec.members * 2))
+
+
+@pytest.mark.slow
+class TestSmallFusion(DetectorContract):
+    @classmethod
+    def make_detector(cls) -> Detector:
+        return build_detector(shipped_spec())
+
+    def test_details_carry_the_statistics_and_the_sum(self, loaded: Detector) -> None:
+        (score,) = loaded.predict_batch(["The weather today is sunny with a light breeze."])
+        assert set(score.details) == {"fused", *STATISTICS}
+        assert all(math.isfinite(v) for v in score.details.values())
+
+    def test_an_empty_text_has_no_smollm2_statistics(self, loaded: Detector) -> None:
+        (score,) = loaded.predict_batch([""])
+        assert score.details["cache_gain"] is None and score.details["log_p"] is None
+        assert 0.0 <= score.score <= 1.0
+
+
+@pytest.mark.slow
+async def test_weights_other_than_the_fitted_ones_refuse_to_load(tmp_path: Path) -> None:
+    spec = shipped_spec()
+    shipped = artifact_dir(spec.artifact)
+    doc = json.loads((shipped / FUSION_FILE).read_text())
+    save_artifact(
+        tmp_path / "changed",
+        model_id="small-fusion",
+        release=spec.version,
+        files={FUSION_FILE: {**doc, "weights_sha256": "f" * 64}},
+    )
+    detector = build_detector(replace(spec, artifact=str(tmp_path / "changed")))
+    with pytest.raises(ModelUnavailable, match="retrain it"):
+        await detector.load()
+    assert not detector.ready
+
+
+def member_version() -> str:
+    from deepfake_stream.models.artifacts import load_verified
+
+    member = load_registry().resolve("tiny-tfidf")
+    return load_verified(member.artifact or member.model_id).versioned(member.version)
+
+
+async def served_scores(spec, texts: list[str]) -> list[float]:  # type: ignore[no-untyped-def]
+    detector = build_detector(spec)
+    await detector.load()
+    try:
+        return [s.score for s in detector.predict_batch(texts)]
+    finally:
+        await detector.unload()
+
+
+@pytest.mark.slow
+def test_training_fits_on_human_texts_only_and_serves_what_it_exported(tmp_path: Path) -> None:
+    from deepfake_stream.models.training.fusion import train
+
+    spec = shipped_spec()
+    options = {"members": ["tiny-tfidf"], "max_chars": 3000, "max_tokens": 128}
+    examples = load_labelled(SMALL)
+    both = train(examples, options=options, seed=1, progress=False)
+    humans = train([e for e in examples if e.label == 0], options=options, seed=1, progress=False)
+    assert both.files[FUSION_FILE] == humans.files[FUSION_FILE]  # AI texts change nothing
+    assert both.files[FUSION_FILE]["members"] == {"tiny-tfidf": member_version()}
+    with pytest.raises(ConfigError, match="human texts"):
+        train([e for e in examples if e.label == 1], options=options, seed=1, progress=False)
+
+    # Served from the written artifact, a text scores what the trainer's scorer said.
+    save_artifact(
+        tmp_path / "trained", model_id="small-fusion", release=spec.version, files=both.files
+    )
+    texts = [e.text for e in examples[:6]]
+    served = asyncio.run(served_scores(replace(spec, artifact=str(tmp_path / "trained")), texts))
+    assert served == pytest.approx(both.scorer(texts).tolist(), abs=1e-9)
