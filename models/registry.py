@@ -10,7 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deepfake_stream.core.errors import ConfigError, UnknownModel
-from deepfake_stream.core.settings import Settings
+from deepfake_stream.core.settings import ModelSettings, Settings
 from deepfake_stream.models.base import DetectorSpec
 from deepfake_stream.models.operating_points import ConfidenceBands, OperatingPoint
 from deepfake_stream.schemas.items import BackendName
@@ -208,7 +208,10 @@ def _with_members(config: ModelConfig, models: dict[str, ModelConfig], source: s
     return replace(config, members=tuple(members))
 
 
-def load_registry(path: Path | None = None, *, default_model: str = "tiny-tfidf") -> Registry:
+def load_registry(path: Path | None = None, *, default_model: str | None = None) -> Registry:
+    """The registry at ``path`` (the shipped one by default); ``default_model``: the model of
+    items whose model_id is null (default: the ``MODELS_DEFAULT`` setting)."""
+    default_model = default_model or ModelSettings().default
     path = path or DEFAULT_REGISTRY
     try:
         doc = yaml.safe_load(path.read_text())

@@ -44,6 +44,18 @@ def _verdict_store_off_home(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ.setdefault("DATABASE_STATE_DIR", str(tmp_path_factory.mktemp("state")))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fast_default_model() -> None:
+    """Items without a model_id are scored by tiny-tfidf here, not the shipped default
+    (small-fusion, a SmolLM2 pass per window: about 7 texts/s on 2 cores), so the tests that
+    push hundreds of items through the pipeline stay fast. The shipped default is tested
+    where it is what is under test: tests/unit/test_fusion.py, the registry's default, and
+    every registered model through the stream (tests/integration/test_all_detectors.py)."""
+    import os
+
+    os.environ.setdefault("MODELS_DEFAULT", "tiny-tfidf")
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log_file = tmp_path_factory.mktemp("broker") / "tansu.log"
@@ -65,6 +77,7 @@ def unique_settings(bootstrap: str, **overrides: Any) -> Settings:
         ("kafka", "group_prefix"): f"test-{suffix}",
         ("worker", "heartbeat_interval_s"): 0.5,
         ("worker", "heartbeat_ttl_s"): 3.0,
+        ("models", "default"): "tiny-tfidf",  # as _fast_default_model says
     }
     for group, field in all_fields():
         if group == "topics":

@@ -284,8 +284,10 @@ class ModelSettings(BaseSettings):
 
     config: Path | None = None
     """Model registry file (default: the registry shipped in models/registry.yaml)."""
-    default: str = "tiny-tfidf"
-    """Model used when an item's model_id is null."""
+    default: str = "small-fusion"
+    """Model used when an item's model_id is null (the best out of domain among models fast
+    enough on CPU: README, "The default model follows the evidence"; tiny-tfidf for
+    throughput)."""
     only: str | None = None
     """Comma-separated model ids a worker loads (default: every model routed to its backend)."""
 

@@ -65,7 +65,7 @@ def test_members_are_resolved_in_the_registry_that_holds_the_ensemble(tmp_path: 
     # come from it, on the ensemble's device.
     path = tmp_path / "models.yaml"
     path.write_text(yaml.safe_dump(_doc(members=["tiny-tfidf"])))
-    (member,) = load_registry(path).resolve("e").spec("cuda").members
+    (member,) = load_registry(path, default_model="tiny-tfidf").resolve("e").spec("cuda").members
     assert (member.model_id, member.kind, member.artifact) == ("tiny-tfidf", "tfidf", "x")
     assert member.device == "cuda"
 

@@ -166,3 +166,22 @@ def test_training_fits_on_human_texts_only_and_serves_what_it_exported(tmp_path:
     texts = [e.text for e in examples[:6]]
     served = asyncio.run(served_scores(replace(spec, artifact=str(tmp_path / "trained")), texts))
     assert served == pytest.approx(both.scorer(texts).tolist(), abs=1e-9)
+
+
+def test_small_fusion_is_the_shipped_default_in_settings_registry_and_compose() -> None:
+    import yaml
+
+    from deepfake_stream.core.settings import ModelSettings
+
+    shipped = ModelSettings.model_fields["default"].default
+    assert shipped == "small-fusion"
+    assert load_registry(default_model=shipped).resolve(None).model_id == "small-fusion"
+    compose = yaml.safe_load(
+        (Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text()
+    )
+    values = [
+        s.get("environment", {}).get("MODELS_DEFAULT")
+        for s in compose["services"].values()
+        if isinstance(s.get("environment"), dict)
+    ]
+    assert set(values) - {None} == {"${MODELS_DEFAULT:-small-fusion}"}
