@@ -130,6 +130,17 @@ class FusionDetector(BaseDetector):
                 f"{list(fit.members)}; retrain it"
             )
         options = self.spec.options
+        for key, fitted in fit.options.items():
+            if key in options and options[key] != fitted:
+                # The statistics are read as they were fitted; a registry edit needs a retrain.
+                log.warning(
+                    "%s: registry option %s=%r differs from the fitted %r, which is used; "
+                    "retrain it to apply the change",
+                    self.spec.model_id,
+                    key,
+                    options[key],
+                    fitted,
+                )
         lm = await asyncio.to_thread(
             load_text_statistics,
             device=self.spec.device,

@@ -199,3 +199,25 @@ async def test_a_device_ctranslate2_cannot_use_refuses_to_load_with_the_reason()
     with pytest.raises(ModelUnavailable, match="CTranslate2 cannot run SmolLM2 on cuda"):
         await detector.load()
     assert not detector.ready
+
+
+@pytest.mark.slow
+async def test_registry_options_that_differ_from_the_fitted_ones_warn_and_are_not_used(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    spec = shipped_spec()
+    text = "The committee will reconvene next week to review the proposal in detail."
+    edited = build_detector(replace(spec, options={**spec.options, "max_tokens": 8}))
+    with caplog.at_level("WARNING", logger="deepfake_stream.models.detectors.fusion"):
+        await edited.load()
+    try:
+        assert "max_tokens=8 differs from the fitted 128" in caplog.text
+        (score,) = edited.predict_batch([text])
+    finally:
+        await edited.unload()
+    shipped = build_detector(spec)
+    await shipped.load()
+    try:
+        assert shipped.predict_batch([text])[0].score == pytest.approx(score.score, abs=1e-9)
+    finally:
+        await shipped.unload()
