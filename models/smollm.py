@@ -104,20 +104,26 @@ def _convert(gguf: Path, target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def checkpoint(cache_dir: str | Path | None = None) -> tuple[Path, str]:
+    """(the safetensors copy of the package's GGUF, ``gguf`` when it was converted now or
+    ``cache``): for readers that need the files, not a loaded model (blocking)."""
+    _offline()
+    gguf = gguf_path()
+    target = cache_root(cache_dir) / f"smollm2-135m-{file_sha256(gguf)[:16]}"
+    if (target / "model.safetensors").is_file():
+        return target, "cache"
+    log.info("converting %s to safetensors in %s (first start only)", gguf.name, target)
+    _convert(gguf, target)
+    return target, "gguf"
+
+
 def load_smollm(device: str = "cpu", *, cache_dir: str | Path | None = None) -> LoadedLM:
     """Load SmolLM2 for scoring on ``device`` (blocking; call it from a worker thread)."""
-    _offline()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     start = time.perf_counter()
-    gguf = gguf_path()
-    target = cache_root(cache_dir) / f"smollm2-135m-{file_sha256(gguf)[:16]}"
-    source = "cache"
-    if not (target / "model.safetensors").is_file():
-        log.info("converting %s to safetensors in %s (first start only)", gguf.name, target)
-        _convert(gguf, target)
-        source = "gguf"
+    target, source = checkpoint(cache_dir)
     try:
         model = AutoModelForCausalLM.from_pretrained(
             target, use_safetensors=True, dtype=torch_dtype(device)

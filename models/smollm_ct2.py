@@ -1,12 +1,12 @@
 """SmolLM2 on CTranslate2 with int8 weights: the fast CPU route for its token statistics.
 
-On these 2 cores CTranslate2 int8 runs SmolLM2's forward pass about 3 times faster than torch fp32
-and keeps its statistics (mean log p correlates 0.997 with fp32's; README, "ONNX Runtime,
+On these 2 cores CTranslate2 int8 runs SmolLM2's forward pass about 3 times faster than torch
+fp32 and keeps its statistics (mean log p correlates 0.997 with fp32's; README, "ONNX Runtime,
 OpenVINO and CTranslate2"), where torch's own dynamic int8 loses them (0.864).
 
 Nothing new is stored in the repository: the int8 model is converted at load from the
-package's weights (the safetensors copy :func:`~deepfake_stream.models.smollm.load_smollm`
-keeps), in seconds, into the cache directory, atomically. The conversion is byte-for-byte
+package's weights (the safetensors copy :func:`~deepfake_stream.models.smollm.checkpoint`
+writes), in seconds, into the cache directory, atomically. The conversion is byte-for-byte
 repeatable, so a detector records the sha256 of ``model.bin`` it was fitted on and refuses
 any other (a different CTranslate2 or transformers could convert differently, and the
 statistics a detector was standardised on would no longer be the ones it reads). The
@@ -29,7 +29,7 @@ import numpy as np
 
 from deepfake_stream.core.errors import ModelUnavailable
 from deepfake_stream.models.detectors.curvature import cache_gains
-from deepfake_stream.models.smollm import cache_root, file_sha256, load_smollm
+from deepfake_stream.models.smollm import cache_root, checkpoint, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +134,13 @@ def load_text_statistics(
         raise ModelUnavailable(
             "CTranslate2 is not installed: pip install 'deepfake-stream[server]'"
         ) from None
+    from transformers import AutoTokenizer
+
     from deepfake_stream.core.cores import available_cores
 
-    lm = load_smollm("cpu", cache_dir=cache_dir)
-    path = convert_int8(lm.cache_path, cache_dir)
+    source, _ = checkpoint(cache_dir)  # the files only: CTranslate2 loads its own copy
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    path = convert_int8(source, cache_dir)
     threads = int(num_threads) if num_threads else available_cores()
     try:
         generator = ctranslate2.Generator(
@@ -147,7 +150,7 @@ def load_text_statistics(
         raise ModelUnavailable(f"CTranslate2 cannot run SmolLM2 on {device}: {exc}") from exc
     return TextStatistics(
         generator=generator,
-        tokenizer=lm.tokenizer,
+        tokenizer=tokenizer,
         max_chars=max_chars,
         max_tokens=max_tokens,
         max_batch=max_batch,
