@@ -106,11 +106,22 @@ def statistics_matrix(tfidf_scores: Sequence[float], lm: np.ndarray) -> np.ndarr
     return np.column_stack([logit(np.asarray(tfidf_scores)), lm])
 
 
+def read_statistics(
+    member: Detector, lm: TextStatistics, texts: Sequence[str], max_chars: int
+) -> np.ndarray:
+    """Rows of :data:`STATISTICS` of each text's first ``max_chars`` characters: how the
+    detector reads a text, and how its trainer reads the human texts it fits on."""
+    clipped = [t[:max_chars] for t in texts]
+    return statistics_matrix([s.score for s in member.predict_batch(clipped)], lm(clipped))
+
+
 class FusionDetector(BaseDetector):
     """Detector kind ``fusion`` (registry options: ``members``, one registered model id;
     ``max_batch``, ``num_threads``, ``cache_dir``)."""
 
     def __init__(self, spec: DetectorSpec) -> None:
+        if len(spec.members) != 1:
+            raise ConfigError(f"{spec.model_id}: kind fusion takes one member (options.members)")
         super().__init__(spec)
         self._member: Detector | None = None
         self._lm: TextStatistics | None = None
@@ -172,9 +183,9 @@ class FusionDetector(BaseDetector):
 
     def predict(self, texts: Sequence[str]) -> list[Score]:
         fit = self.loaded(self._fit)
-        clipped = [t[: int(fit.options["max_chars"])] for t in texts]
-        tfidf = [s.score for s in self.loaded(self._member).predict_batch(clipped)]
-        x = statistics_matrix(tfidf, self.loaded(self._lm)(clipped))
+        x = read_statistics(
+            self.loaded(self._member), self.loaded(self._lm), texts, int(fit.options["max_chars"])
+        )
         return [
             Score(
                 score=float(p),
@@ -196,19 +207,9 @@ class FusionDetector(BaseDetector):
             await SHARED.release(member)
 
 
-def _check_members(spec: DetectorSpec) -> None:
-    if len(spec.members) != 1:
-        raise ConfigError(f"{spec.model_id}: kind fusion takes one member (options.members)")
-
-
-def _build(spec: DetectorSpec) -> FusionDetector:
-    _check_members(spec)
-    return FusionDetector(spec)
-
-
 KIND = DetectorKind(
     name="fusion",
-    detector=_build,
+    detector=FusionDetector,
     trainer="deepfake_stream.models.training.fusion:train",
     package_weights="deepfake_stream.models.smollm:gguf_path",
 )

@@ -23,7 +23,7 @@ from deepfake_stream.models.detectors.fusion import (
     FUSION_FILE,
     STATISTICS,
     Standardisation,
-    statistics_matrix,
+    read_statistics,
 )
 from deepfake_stream.models.training import TrainedModel
 
@@ -46,8 +46,7 @@ def _scorers(
     lm = load_text_statistics(max_chars=opts["max_chars"], max_tokens=opts["max_tokens"])
 
     def rows(texts: Sequence[str]) -> np.ndarray:
-        clipped = [t[: opts["max_chars"]] for t in texts]
-        return statistics_matrix([s.score for s in member.predict_batch(clipped)], lm(clipped))
+        return read_statistics(member, lm, texts, opts["max_chars"])
 
     return rows, member.version, lm.digest
 
