@@ -91,8 +91,6 @@ quality: install
 	$(BIN)/deepfake-stream calibrate --model small-fusion --length-sample 40 $(QUALITY_DATA)
 	$(BIN)/deepfake-stream calibrate --model small-perplexity \
 		--per-cell 20 --length-sample 40 $(QUALITY_DATA)
-	$(BIN)/deepfake-stream calibrate --model large-ensemble \
-		--per-cell 10 --length-sample 20 --length-prefixes 25,50,100 $(QUALITY_DATA)
 
 # small-curvature's cross-set study (fit on the corpus + one dev set, evaluate on the other,
 # both directions) and, with WRITE=1, its shipped head fitted on all of it. SmolLM2 int8

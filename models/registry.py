@@ -17,6 +17,8 @@ from deepfake_stream.schemas.items import BackendName
 
 Size = Literal["tiny", "small", "medium", "large"]
 DEFAULT_REGISTRY = Path(__file__).with_name("registry.yaml")
+RETIRED_REGISTRY = DEFAULT_REGISTRY.with_name("retired.yaml")
+"""Entries of retired models, as they were served: for studies and tests, never served."""
 
 # Size decides the default target: the bigger the model, the more it wants a GPU.
 SIZE_CHAINS: dict[str, tuple[BackendName, ...]] = {
@@ -218,6 +220,18 @@ def load_registry(path: Path | None = None, *, default_model: str | None = None)
     except FileNotFoundError:
         raise ConfigError(f"model registry {path} not found (set MODELS_CONFIG)") from None
     return registry_from_dict(doc or {}, default_model=default_model, source=str(path))
+
+
+def load_with_retired(*, default_model: str | None = None) -> Registry:
+    """The shipped registry plus the retired models' entries (:data:`RETIRED_REGISTRY`), so a
+    study can score a retired model beside the ones that replaced it."""
+    docs = [yaml.safe_load(p.read_text()) or {} for p in (DEFAULT_REGISTRY, RETIRED_REGISTRY)]
+    models = {m: e for doc in docs for m, e in (doc.get("models") or {}).items()}
+    return registry_from_dict(
+        {"models": models},
+        default_model=default_model or ModelSettings().default,
+        source=f"{DEFAULT_REGISTRY} + {RETIRED_REGISTRY.name}",
+    )
 
 
 def registry_for(settings: Settings) -> Registry:

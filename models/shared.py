@@ -1,7 +1,8 @@
 """One loaded copy of a model per process, however many users it has.
 
-A worker that serves ``large-ensemble`` also serves its members (``small-perplexity``,
-``medium-embedding``, ...): loaded separately they would hold SmolLM2 and MiniLM twice.
+A worker that serves a composite model also serves its members (``small-fusion`` and
+``tiny-tfidf``; an ensemble and each model it stacks): loaded separately they would be held
+twice.
 :data:`SHARED` hands out one loaded detector per spec and counts its users; the last
 :meth:`SharedDetectors.release` unloads it.
 """

@@ -69,7 +69,8 @@ def _run(coro: Any) -> Any:
     max_containers=4,  # caps the bill if a backlog is replayed through Modal
 )
 class Detector:
-    model_id: str = modal.parameter(default="large-ensemble")
+    # The bridge always names the model; empty means the registry's default (MODELS_DEFAULT).
+    model_id: str = modal.parameter(default="")
 
     @modal.enter()
     def load(self) -> None:

@@ -143,6 +143,26 @@ def test_shipped_registry_loads_with_its_default() -> None:
     assert reg.resolve(None).model_id == "tiny-tfidf"
 
 
+def test_retired_models_load_beside_the_shipped_registry_and_are_never_served() -> None:
+    from deepfake_stream.models.registry import load_with_retired
+
+    shipped = load_registry(DEFAULT_REGISTRY, default_model="tiny-tfidf")
+    studied = load_with_retired(default_model="tiny-tfidf")
+    assert "large-ensemble" not in shipped.models  # retired 2026-12-06 (README)
+    with pytest.raises(UnknownModel, match="large-ensemble"):
+        shipped.resolve("large-ensemble")
+    ensemble = studied.resolve("large-ensemble")
+    # Its members resolve from the shipped registry, as when it was served.
+    assert [m.model_id for m in ensemble.members] == [
+        "tiny-tfidf",
+        "small-perplexity",
+        "medium-embedding",
+    ]
+    assert {m: c.version for m, c in shipped.models.items()} == {
+        m: studied.models[m].version for m in shipped.models
+    }
+
+
 # --- choose_route ---------------------------------------------------------------------------
 
 

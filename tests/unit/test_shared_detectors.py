@@ -88,9 +88,9 @@ async def test_the_ensemble_shares_members_with_the_worker_that_serves_them(
     """The real ensemble code and its committed stacker; its members are counting doubles
     registered under the members' ids, loaded the way a worker loads them."""
     from deepfake_stream.consumers.service import load_detectors
-    from deepfake_stream.models.registry import load_registry, registry_from_dict
+    from deepfake_stream.models.registry import load_with_retired, registry_from_dict
 
-    shipped = load_registry().resolve("large-ensemble")
+    shipped = load_with_retired().resolve("large-ensemble")
     members = ["tiny-tfidf", "small-perplexity", "medium-embedding"]
     doc = {
         "models": {
