@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from deepfake_stream.models.calibration import load_sets
-from deepfake_stream.models.detectors.curvature import CACHE_ALPHA
+from deepfake_stream.models.detectors.curvature import CACHE_ALPHA, cache_gains
 from deepfake_stream.models.training.curvature import auroc
 
 assert CACHE_ALPHA == 10.0, "cg10 below is the served cache_gain"
@@ -131,24 +131,13 @@ def extract(spec: str, data_dir: Path) -> dict[str, Any]:
     }
 
 
-def _cache_prior(a: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
-    """(log of the in-text prior of each token, its count before it), as ``cache_gains``."""
-    seen: dict[int, int] = {}
-    before = np.empty(len(a))
-    for t, token in enumerate(a[:, 2].astype(np.int64).tolist()):
-        before[t] = seen.get(token, 0)
-        seen[token] = seen.get(token, 0) + 1
-    prior = (before + alpha * np.exp(a[:, 1])) / (np.arange(len(a)) + alpha)
-    return np.log(prior), before
-
-
 def _one(a: np.ndarray) -> dict[str, float]:
-    ll, prior, _, mean_ref, var_ref, rank = a.T
+    ll, prior, tokens, mean_ref, var_ref, rank = a.T
     out: dict[str, float] = {"log_p": ll.mean(), "gain": (ll - prior).mean()}
     for alpha in (3.0, 10.0, 30.0, 100.0):
-        cache, before = _cache_prior(a, alpha)
-        out[f"cg{alpha:g}"] = (ll - cache).mean()
-    novel = before == 0
+        out[f"cg{alpha:g}"] = cache_gains(ll, prior, tokens, alpha=alpha).mean()
+    novel = np.zeros(len(a), dtype=bool)  # a token's first occurrence in the text
+    novel[np.unique(tokens, return_index=True)[1]] = True
     nan = float("nan")
     out["novel_log_p"] = ll[novel].mean() if novel.any() else nan
     out["novel_gain"] = (ll - prior)[novel].mean() if novel.any() else nan

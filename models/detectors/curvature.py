@@ -114,18 +114,21 @@ def token_statistics(logits: Any, targets: Any) -> Any:
     return torch.stack([ll.double(), mean_ref.double(), var_ref.double(), top1], dim=-1)
 
 
-def cache_gains(ll: np.ndarray, prior_ll: np.ndarray, ids: np.ndarray) -> np.ndarray:
+def cache_gains(
+    ll: np.ndarray, prior_ll: np.ndarray, ids: np.ndarray, *, alpha: float = CACHE_ALPHA
+) -> np.ndarray:
     """Per token, log p(x_t | text so far) minus the log of an in-text prior: the token's
     count among the tokens before it, smoothed towards the context-free prior (Dirichlet,
-    :data:`CACHE_ALPHA` tokens). What the model predicts beyond common words and beyond the
-    text repeating itself: human writing that is predictable for those reasons (a student
-    essay repeating its own words) does not look like AI text on this statistic."""
+    ``alpha`` tokens, :data:`CACHE_ALPHA` as served). What the model predicts beyond common
+    words and beyond the text repeating itself: human writing that is predictable for those
+    reasons (a student essay repeating its own words) does not look like AI text on this
+    statistic."""
     seen: dict[int, int] = {}
     before = np.empty(len(ids))
     for t, token in enumerate(np.asarray(ids, dtype=np.int64).tolist()):
         before[t] = seen.get(token, 0)
         seen[token] = seen.get(token, 0) + 1
-    prior = (before + CACHE_ALPHA * np.exp(prior_ll)) / (np.arange(len(ids)) + CACHE_ALPHA)
+    prior = (before + alpha * np.exp(prior_ll)) / (np.arange(len(ids)) + alpha)
     return np.asarray(ll - np.log(prior))
 
 
