@@ -87,7 +87,7 @@ DATA ?= ../shared/data
 QUALITY_DATA = --data $(DATA)/human_ai_corpus.jsonl:test \
 	--data $(DATA)/ood_dev/fastdetect_family.jsonl --data $(DATA)/ood_dev/outfox.jsonl
 quality: install
-	$(BIN)/deepfake-stream calibrate --model tiny-tfidf --model medium-embedding $(QUALITY_DATA)
+	$(BIN)/deepfake-stream calibrate --model tiny-tfidf $(QUALITY_DATA)
 	$(BIN)/deepfake-stream calibrate --model small-fusion --length-sample 40 $(QUALITY_DATA)
 	$(BIN)/deepfake-stream calibrate --model small-perplexity \
 		--per-cell 20 --length-sample 40 $(QUALITY_DATA)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -210,27 +211,58 @@ def _with_members(config: ModelConfig, models: dict[str, ModelConfig], source: s
     return replace(config, members=tuple(members))
 
 
-def load_registry(path: Path | None = None, *, default_model: str | None = None) -> Registry:
-    """The registry at ``path`` (the shipped one by default); ``default_model``: the model of
-    items whose model_id is null (default: the ``MODELS_DEFAULT`` setting)."""
-    default_model = default_model or ModelSettings().default
-    path = path or DEFAULT_REGISTRY
+def _read(path: Path) -> dict[str, Any]:
     try:
         doc = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"model registry {path} not found (set MODELS_CONFIG)") from None
-    return registry_from_dict(doc or {}, default_model=default_model, source=str(path))
+    return doc or {}
 
 
-def load_with_retired(*, default_model: str | None = None) -> Registry:
-    """The shipped registry plus the retired models' entries (:data:`RETIRED_REGISTRY`), so a
-    study can score a retired model beside the ones that replaced it."""
-    docs = [yaml.safe_load(p.read_text()) or {} for p in (DEFAULT_REGISTRY, RETIRED_REGISTRY)]
-    models = {m: e for doc in docs for m, e in (doc.get("models") or {}).items()}
+def load_registry(path: Path | None = None, *, default_model: str | None = None) -> Registry:
+    """The registry at ``path`` (the shipped one by default); ``default_model``: the model of
+    items whose model_id is null (default: the ``MODELS_DEFAULT`` setting)."""
+    path = path or DEFAULT_REGISTRY
     return registry_from_dict(
-        {"models": models},
+        _read(path), default_model=default_model or ModelSettings().default, source=str(path)
+    )
+
+
+def retired_ids() -> list[str]:
+    """The models of :data:`RETIRED_REGISTRY`: never served, still loadable for studies."""
+    return list(_read(RETIRED_REGISTRY).get("models") or {})
+
+
+def with_retired(
+    path: Path | None = None, *, only: Collection[str] | None = None
+) -> dict[str, Any]:
+    """The registry document at ``path`` (the shipped one by default) plus the retired entries
+    (:data:`RETIRED_REGISTRY`; those in ``only``, if given) that it does not define itself."""
+    doc = _read(path or DEFAULT_REGISTRY)
+    models = dict(doc.get("models") or {})
+    retired = _read(RETIRED_REGISTRY).get("models") or {}
+    wanted = set(retired if only is None else only)
+    for model_id in list(wanted):  # a retired ensemble's members (never ensembles themselves)
+        wanted.update((retired.get(model_id) or {}).get("options", {}).get("members") or [])
+    for model_id, entry in retired.items():
+        if model_id in wanted:
+            models.setdefault(model_id, entry)
+    return {**doc, "models": models}
+
+
+def load_with_retired(
+    path: Path | None = None,
+    *,
+    only: Collection[str] | None = None,
+    default_model: str | None = None,
+) -> Registry:
+    """:func:`load_registry` plus the retired models' entries, so a study can score a retired
+    model beside the ones that replaced it, and ``bench`` can measure one (bench/run.py)."""
+    path = path or DEFAULT_REGISTRY
+    return registry_from_dict(
+        with_retired(path, only=only),
         default_model=default_model or ModelSettings().default,
-        source=f"{DEFAULT_REGISTRY} + {RETIRED_REGISTRY.name}",
+        source=f"{path} + {RETIRED_REGISTRY.name}",
     )
 
 

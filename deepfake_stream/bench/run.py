@@ -23,10 +23,18 @@ from deepfake_stream.bench.relay import run_relay
 from deepfake_stream.bench.texts import load_texts
 from deepfake_stream.core.broker_probe import BrokerUnavailable, Probe, probe
 from deepfake_stream.core.settings import Settings
-from deepfake_stream.models.registry import load_registry
+from deepfake_stream.models.registry import (
+    load_registry,
+    load_with_retired,
+    retired_ids,
+    with_retired,
+)
 
 log = logging.getLogger(__name__)
 DEFAULT_MODELS = ("tiny-tfidf", "medium-embedding")
+"""`medium-embedding` is retired from serving (models/retired.yaml) but stays the transformer
+workload of the batching and GPU goals (bench/report.py): the machinery they measure is the
+same for every model, and it is the one encoder that ships."""
 PIPELINE_SECONDS = 20.0
 """A transformer pipeline run is sized to about this long at its offline batched rate."""
 
@@ -106,6 +114,27 @@ def broker_for(settings: Settings, found: Probe) -> Iterator[Settings]:
         broker.stop()
 
 
+@contextlib.contextmanager
+def serving_retired(settings: Settings, retired: Sequence[str]) -> Iterator[Settings]:
+    """Settings whose registry also holds the retired models a benchmark was asked for, so its
+    router and workers (child processes, which read ``MODELS_CONFIG``) serve them too."""
+    if not retired:
+        yield settings
+        return
+    import tempfile
+
+    import yaml
+
+    log.info("benchmarking retired %s from models/retired.yaml: not served by `up`", retired)
+    doc = with_retired(settings.models.config, only=retired)
+    with tempfile.TemporaryDirectory(prefix="deepfake-bench-registry-") as tmp:
+        path = Path(tmp) / "registry.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        yield settings.model_copy(
+            update={"models": settings.models.model_copy(update={"config": path})}
+        )
+
+
 def machine() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
@@ -131,8 +160,14 @@ def machine() -> dict[str, Any]:
 async def run_bench(settings: Settings, opts: BenchOptions) -> BenchResult:
     started = time.perf_counter()
     texts = load_texts(opts.data)
-    registry = load_registry(settings.models.config, default_model=settings.models.default)
-    wanted = list(opts.models) or [m for m in DEFAULT_MODELS if m in registry.models]
+    served = load_registry(settings.models.config, default_model=settings.models.default)
+    wanted = list(opts.models) or [
+        m for m in DEFAULT_MODELS if m in served.models or m in retired_ids()
+    ]
+    retired = [m for m in wanted if m not in served.models]
+    registry = load_with_retired(
+        settings.models.config, only=retired, default_model=settings.models.default
+    )
     # The default model's speed goal is a ratio to today's SmolLM2 loop, measured in the same
     # run: offline only, by `model` and `all` when no models were named.
     offline_only: list[str] = []
@@ -150,7 +185,10 @@ async def run_bench(settings: Settings, opts: BenchOptions) -> BenchResult:
     )
     do_models = opts.what in ("all", "model", "pipeline")
     do_pipes = opts.what in ("all", "pipeline")
-    with broker_for(settings, await probe(settings)) as s:
+    with (
+        serving_retired(settings, retired) as with_them,
+        broker_for(with_them, await probe(with_them)) as s,
+    ):
         if do_relay:
             result.relay = await run_relay(
                 s, texts, opts.n, in_process=opts.in_process, progress=opts.progress

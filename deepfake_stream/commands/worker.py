@@ -16,7 +16,7 @@ HELP = "run a scoring worker (--backend cpu|gpu)"
 SETTINGS = ("kafka", "topics", "redis", "limits", "worker", "models", "metrics", "telemetry")
 EXAMPLES = """\
   deepfake-stream worker --backend cpu
-  deepfake-stream worker --backend gpu --worker-max-batch-size 128 --models-only medium-embedding
+  deepfake-stream worker --backend gpu --worker-max-batch-size 16 --models-only small-fusion
   deepfake-stream worker --redis-url redis://127.0.0.1:6379/0 --metrics-port 9101
 """
 

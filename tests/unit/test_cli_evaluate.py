@@ -112,12 +112,12 @@ def test_models_json(tmp_path: Path) -> None:
 
 
 def test_models_size_counts_the_weights_that_come_from_packages() -> None:
-    """small-perplexity's and medium-embedding's artifacts are small heads; their weights
-    (SmolLM2's GGUF, MiniLM's safetensors) ship in packages and are what a worker reads."""
+    """small-perplexity's and small-fusion's artifacts are small heads; their weights
+    (SmolLM2's GGUF) ship in a package and are what a worker reads."""
     proc = _cli("models", "--no-load", "--json")
     doc = json.loads(proc.stdout.strip().splitlines()[-1])
     by_id = {m["id"]: m for m in doc["models"]}
-    for model_id in ("small-perplexity", "medium-embedding"):
+    for model_id in ("small-perplexity", "small-fusion"):
         assert by_id[model_id]["weights_bytes"] > 50_000_000, by_id[model_id]
     assert by_id["tiny-tfidf"]["weights_bytes"] == 0
     assert " (0.0 MB)" not in proc.stdout

@@ -148,9 +148,10 @@ def test_retired_models_load_beside_the_shipped_registry_and_are_never_served() 
 
     shipped = load_registry(DEFAULT_REGISTRY, default_model="tiny-tfidf")
     studied = load_with_retired(default_model="tiny-tfidf")
-    assert "large-ensemble" not in shipped.models  # retired 2026-12-06 (README)
-    with pytest.raises(UnknownModel, match="large-ensemble"):
-        shipped.resolve("large-ensemble")
+    for retired in ("large-ensemble", "medium-embedding"):  # both retired 2026-12-06 (README)
+        assert retired not in shipped.models
+        with pytest.raises(UnknownModel, match=retired):
+            shipped.resolve(retired)
     ensemble = studied.resolve("large-ensemble")
     # Its members resolve from the shipped registry, as when it was served.
     assert [m.model_id for m in ensemble.members] == [
@@ -161,6 +162,25 @@ def test_retired_models_load_beside_the_shipped_registry_and_are_never_served() 
     assert {m: c.version for m, c in shipped.models.items()} == {
         m: studied.models[m].version for m in shipped.models
     }
+
+
+def test_named_retired_models_join_any_registry_with_their_retired_members(
+    tmp_path: Path,
+) -> None:
+    from deepfake_stream.models.registry import load_with_retired, retired_ids
+
+    assert set(retired_ids()) == {"large-ensemble", "medium-embedding"}
+    path = tmp_path / "models.yaml"
+    path.write_text(
+        "models:\n  tiny-tfidf: {kind: tfidf, size: tiny, version: '1', artifact: tiny-tfidf}\n"
+    )
+    reg = load_with_retired(path, only=["medium-embedding"], default_model="tiny-tfidf")
+    assert sorted(reg.models) == ["medium-embedding", "tiny-tfidf"]
+    assert reg.models["tiny-tfidf"].version == "1"  # the file's own entries win
+    # The ensemble brings its retired member (medium-embedding) but not a served one the
+    # file lacks, and says which.
+    with pytest.raises(ConfigError, match="'small-perplexity' is not registered"):
+        load_with_retired(path, only=["large-ensemble"], default_model="tiny-tfidf")
 
 
 # --- choose_route ---------------------------------------------------------------------------
