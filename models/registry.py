@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -118,8 +119,14 @@ class Registry:
         try:
             return self.models[key]
         except KeyError:
+            retired = (
+                " (it was retired: models/retired.yaml says why, and holds its entry to copy "
+                "into MODELS_CONFIG to serve it again)"
+                if key in retired_ids()
+                else ""
+            )
             raise UnknownModel(
-                f"model {key!r} is not registered; registered: {sorted(self.models)}"
+                f"model {key!r} is not registered{retired}; registered: {sorted(self.models)}"
             ) from None
 
     def for_backend(self, backend: BackendName) -> list[ModelConfig]:
@@ -228,9 +235,10 @@ def load_registry(path: Path | None = None, *, default_model: str | None = None)
     )
 
 
-def retired_ids() -> list[str]:
+@functools.cache
+def retired_ids() -> tuple[str, ...]:
     """The models of :data:`RETIRED_REGISTRY`: never served, still loadable for studies."""
-    return list(_read(RETIRED_REGISTRY).get("models") or {})
+    return tuple(_read(RETIRED_REGISTRY).get("models") or {})
 
 
 def with_retired(

@@ -31,6 +31,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, get_current_span
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deepfake_stream.core.broker_probe import HINT, probe
+from deepfake_stream.core.errors import UnknownModel
 from deepfake_stream.core.liveness import LivenessView, now_ms
 from deepfake_stream.core.settings import Settings
 from deepfake_stream.core.tracing import (
@@ -385,8 +386,10 @@ def _api_routes() -> APIRouter:
     @router.get("/models/{model_id}", tags=["models"], response_model=ModelInfo)
     async def get_model(model_id: str, request: Request) -> ModelInfo:
         state = _state(request)
-        if model_id not in state.registry.models:
-            raise ApiError(404, "unknown_model", f"model {model_id!r} is not registered")
+        try:
+            state.registry.resolve(model_id)  # its error names a retired model as retired
+        except UnknownModel as exc:
+            raise ApiError(404, "unknown_model", str(exc)) from None
         return _model_info(state, model_id)
 
     return router

@@ -316,6 +316,16 @@ def test_unknown_model_is_404(client: TestClient) -> None:
     assert_error(client.get("/no/such/route"), 404, "not_found")
 
 
+def test_a_retired_model_is_404_with_where_to_find_it(client: TestClient) -> None:
+    for r in (
+        client.post("/v1/detect", json={"text": TEXT, "model_id": "medium-embedding"}),
+        client.get("/v1/models/medium-embedding"),
+    ):
+        assert (
+            "it was retired: models/retired.yaml" in assert_error(r, 404, "unknown_model")["detail"]
+        )
+
+
 def test_unexpected_errors_are_500_without_a_stack_trace(client: TestClient) -> None:
     state = client.app.state.shim  # type: ignore[attr-defined]
     original = state.scorer.plan
