@@ -142,7 +142,7 @@ def verdict_for(
     """The verdict for one scored routed item. ``scored.window_scores`` may be empty (a
     cached document score): the verdict then has no ``spans``."""
     assert scored.score is not None
-    decision = decide(float(scored.score), config, item.operating_point)
+    decision = decide(float(scored.score), config, item.operating_point, prepared.words)
     threshold = decision.threshold
     spans = None
     if item.detail and scored.window_scores:

@@ -105,32 +105,80 @@ def _r(x: float | None, digits: int = 4) -> float | None:
     return None if x is None else round(float(x), digits)
 
 
+@dataclass(frozen=True)
+class Lengths:
+    """What length-aware thresholds are chosen with: each text's words, the model's
+    ``min_words``, and the scores of short stand-ins (prefixes shorter than ``min_words`` of
+    human texts that are not) that join the short human texts."""
+
+    words: np.ndarray
+    min_words: int
+    short_humans: np.ndarray
+
+    def short(self) -> np.ndarray:
+        return self.words < self.min_words
+
+    def take(self, mask: np.ndarray) -> Lengths:
+        return Lengths(self.words[mask], self.min_words, self.short_humans)
+
+
+def point_thresholds(point: dict[str, Any], lengths: Lengths | None, n: int) -> np.ndarray:
+    """Each text's threshold at ``point`` (its short texts' one below ``min_words``)."""
+    if lengths is None or point.get("short_threshold") is None:
+        return np.full(n, point["threshold"])
+    return np.where(lengths.short(), point["short_threshold"], point["threshold"])
+
+
 def choose_points(
-    labels: np.ndarray, scores: np.ndarray, targets: dict[str, float]
+    labels: np.ndarray,
+    scores: np.ndarray,
+    targets: dict[str, float],
+    lengths: Lengths | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Each target's threshold on the human scores, and its FPR/TPR on all of them."""
+    """Each target's threshold on the human scores, and its FPR/TPR on all of them. With
+    ``lengths``, one threshold for texts of at least ``min_words`` chosen on those human texts,
+    and one for shorter texts chosen on the short human texts and the stand-ins, where both
+    sides have enough texts to measure the target; else one threshold for every length."""
     points = {}
     for name, target in targets.items():
-        threshold = choose_threshold(scores[labels == 0], target)
-        points[name] = {
-            "threshold": threshold,
-            "target_fpr": target,
-            **measure_point(labels, scores, threshold),
-        }
+        point: dict[str, Any] = {"target_fpr": target}
+        human = labels == 0
+        if lengths is not None:
+            pool = np.concatenate([scores[human & lengths.short()], lengths.short_humans])
+            long_human = scores[human & ~lengths.short()]
+            if min(pool.size, long_human.size) * target >= 1:
+                point["threshold"] = choose_threshold(long_human, target)
+                point["short_threshold"] = short = choose_threshold(pool, target)
+                point["short_fpr"] = _r(float((pool >= short).mean()), 6)
+                point["short_n_human"] = int(pool.size)
+        if "threshold" not in point:
+            point["threshold"] = choose_threshold(scores[human], target)
+        per_text = point_thresholds(point, lengths, scores.size)
+        points[name] = {**point, **measure_point(labels, scores, per_text)}
     return points
 
 
-def _quality(labels: np.ndarray, scores: np.ndarray, points: dict[str, dict]) -> dict[str, Any]:
-    """n, AUROC and FPR/TPR at each operating point's threshold."""
+def _quality(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    points: dict[str, dict],
+    lengths: Lengths | None = None,
+) -> dict[str, Any]:
+    """n, AUROC and FPR/TPR at each operating point's thresholds."""
     out: dict[str, Any] = {
         "n": int(labels.size),
         "n_human": int((labels == 0).sum()),
         "auroc": _r(auroc(labels, scores)),
     }
     for name, point in points.items():
-        m = measure_point(labels, scores, point["threshold"])
+        m = measure_point(labels, scores, point_thresholds(point, lengths, scores.size))
         out[name] = {"fpr": _r(m["fpr"]), "tpr": _r(m["tpr"])}
     return out
+
+
+SHORT_PREFIXES = (50, 100)
+"""Prefix lengths (words) of human texts that stand in for short texts where a point's short
+texts' threshold is chosen (``calibrate``)."""
 
 
 def prefix(text: str, words: int) -> str:
@@ -169,35 +217,59 @@ def analyse(
     scores: Sequence[Sequence[float]],
     *,
     balanced_target: float = TARGETS[DEFAULT_OPERATING_POINT],
+    lengths: Sequence[Lengths] | None = None,
 ) -> dict[str, Any]:
-    """Operating points, bands and the per-set/per-domain/cross-set figures of one model."""
+    """Operating points, bands and the per-set/per-domain/cross-set figures of one model;
+    with ``lengths`` (one per set), length-aware thresholds (:func:`choose_points`)."""
     targets = dict(TARGETS, balanced=balanced_target)
     labels = [np.asarray([e.label for e in s.examples]) for s in sets]
     arrays = [np.asarray(sc, dtype=np.float64) for sc in scores]
     all_y, all_s = np.concatenate(labels), np.concatenate(arrays)
-    points = choose_points(all_y, all_s, targets)
-    balanced = points[DEFAULT_OPERATING_POINT]["threshold"]
+
+    def joined(idx: Sequence[int]) -> Lengths | None:
+        if lengths is None:
+            return None
+        return Lengths(
+            np.concatenate([lengths[i].words for i in idx]),
+            lengths[0].min_words,
+            np.concatenate([lengths[i].short_humans for i in idx]),
+        )
+
+    everything = joined(range(len(sets)))
+    points = choose_points(all_y, all_s, targets, everything)
+    balanced = point_thresholds(points[DEFAULT_OPERATING_POINT], everything, all_s.size)
     bands = fit_bands(all_y, all_s, balanced)
     per_set = {}
-    for s, y, sc in zip(sets, labels, arrays, strict=True):
+    for i, (s, y, sc) in enumerate(zip(sets, labels, arrays, strict=True)):
         domains = np.asarray([_domain(e) for e in s.examples])
+        own = joined([i])
         per_set[s.name] = {
-            "all": _quality(y, sc, points),
+            "all": _quality(y, sc, points, own),
             "domains": {
-                d: _quality(y[domains == d], sc[domains == d], points) for d in sorted(set(domains))
+                d: _quality(
+                    y[domains == d],
+                    sc[domains == d],
+                    points,
+                    None if own is None else own.take(domains == d),
+                )
+                for d in sorted(set(domains))
             },
-            "bands": fit_bands(y, sc, balanced).model_dump()["precision"],
+            "bands": fit_bands(
+                y, sc, point_thresholds(points[DEFAULT_OPERATING_POINT], own, sc.size)
+            ).model_dump()["precision"],
         }
     cross = {}
     if len(sets) > 1:
         for i, s in enumerate(sets):
-            others_y = np.concatenate([y for j, y in enumerate(labels) if j != i])
-            others_s = np.concatenate([a for j, a in enumerate(arrays) if j != i])
-            chosen = choose_points(others_y, others_s, targets)
+            others = [j for j in range(len(sets)) if j != i]
+            others_y = np.concatenate([labels[j] for j in others])
+            others_s = np.concatenate([arrays[j] for j in others])
+            chosen = choose_points(others_y, others_s, targets, joined(others))
             cross[s.name] = {
-                "thresholds_from": [o.name for j, o in enumerate(sets) if j != i],
-                **_quality(labels[i], arrays[i], chosen),
+                "thresholds_from": [sets[j].name for j in others],
+                **_quality(labels[i], arrays[i], chosen, joined([i])),
                 "thresholds": {k: v["threshold"] for k, v in chosen.items()},
+                "short_thresholds": {k: v.get("short_threshold") for k, v in chosen.items()},
             }
     pooled = binary_metrics(all_y.tolist(), all_s.tolist(), balanced)
     return {
@@ -240,7 +312,19 @@ def registry_fields(report: dict[str, Any]) -> dict[str, Any]:
     points = {
         name: {
             k: point[k]
-            for k in ("threshold", "target_fpr", "fpr", "fpr_upper_95", "tpr", "n_human", "n_ai")
+            for k in (
+                "threshold",
+                "target_fpr",
+                "fpr",
+                "fpr_upper_95",
+                "tpr",
+                "n_human",
+                "n_ai",
+                "short_threshold",
+                "short_fpr",
+                "short_n_human",
+            )
+            if k in point
         }
         for name, point in report["operating_points"].items()
     }
@@ -283,6 +367,22 @@ def model_card(model_id: str, report: dict[str, Any]) -> str:
             f"| `{name}` | {_pct(p['target_fpr'])} | {p['threshold']:.4f} | {_pct(p['fpr'])} "
             f"({_pct(p['fpr_upper_95'])}) | {_pct(p['tpr'])} | {p['n_human']} / {p['n_ai']} |"
         )
+    short = {n: p for n, p in report["operating_points"].items() if p.get("short_threshold")}
+    if short:
+        out += [
+            "",
+            f"Texts under `min_words` ({report['length']['min_words']}) have thresholds of their "
+            "own, chosen on the short human texts and the first "
+            + " and ".join(map(str, SHORT_PREFIXES))
+            + " words of the others (the threshold above is chosen on the human texts of at "
+            "least `min_words`): "
+            + ", ".join(
+                f"`{n}` {p['short_threshold']:.4f} (FPR {_pct(p['short_fpr'])} of "
+                f"{p['short_n_human']})"
+                for n, p in short.items()
+            )
+            + ".",
+        ]
     out += [
         "",
         "| set / domain | n (human) | AUROC | "

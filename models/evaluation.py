@@ -8,11 +8,14 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
+
 from deepfake_stream.models.dataset import DEFAULT_SEED, Example, load_labelled, select
 from deepfake_stream.models.kinds import build_detector
 from deepfake_stream.models.metrics import binary_metrics
 from deepfake_stream.models.operating_points import resolve_operating_point
 from deepfake_stream.models.training import score_texts
+from deepfake_stream.text import word_count
 
 if TYPE_CHECKING:
     from deepfake_stream.models.base import Detector
@@ -81,20 +84,25 @@ def group_of(example: Example, by: str) -> str:
 
 
 def grouped_metrics(
-    examples: list[Example], scores: list[float], threshold: float, by: str | None
+    examples: list[Example],
+    scores: list[float],
+    threshold: float | Sequence[float],
+    by: str | None,
 ) -> dict[str, Any]:
-    """Metrics of all rows, plus per group of field ``by`` under ``groups`` when given."""
-    metrics = binary_metrics([e.label for e in examples], scores, threshold)
+    """Metrics of all rows, plus per group of field ``by`` under ``groups`` when given;
+    ``threshold``: one, or each text's own (a point with a short texts' threshold)."""
+    thresholds = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (len(scores),))
+    metrics = binary_metrics([e.label for e in examples], scores, thresholds)
     if by is not None:
-        groups: dict[str, tuple[list[int], list[float]]] = {}
-        for example, score in zip(examples, scores, strict=True):
-            labels, values = groups.setdefault(group_of(example, by), ([], []))
-            labels.append(example.label)
-            values.append(score)
+        groups: dict[str, list[int]] = {}
+        for i, example in enumerate(examples):
+            groups.setdefault(group_of(example, by), []).append(i)
         metrics["by"] = by
         metrics["groups"] = {
-            name: binary_metrics(labels, values, threshold)
-            for name, (labels, values) in sorted(groups.items())
+            name: binary_metrics(
+                [examples[i].label for i in rows], [scores[i] for i in rows], thresholds[rows]
+            )
+            for name, rows in sorted(groups.items())
         }
     return metrics
 
@@ -126,12 +134,19 @@ def evaluate(
         progress=progress,
         scorer=scorer,
     )
+    # Each text's threshold, as its verdict would take it (by its words, for a point that has
+    # a short texts' threshold).
+    per_text = [
+        resolve_operating_point(config, operating_point, word_count(e.text))[1] for e in examples
+    ]
+    short = resolve_operating_point(config, operating_point, 0)[1]
     return {
-        **grouped_metrics(examples, scores, threshold, by),
+        **grouped_metrics(examples, scores, per_text, by),
         "texts_per_s": round(per_s, 1),
         "model_id": config.model_id,
         "model_version": version,
         "split": split,
         "threshold": threshold,
+        "short_threshold": short if short != threshold else None,
         "operating_point": point,
     }

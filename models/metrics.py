@@ -61,7 +61,7 @@ def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, max_fpr: float = 0.01) ->
 def binary_metrics(
     labels: Sequence[int] | np.ndarray,
     scores: Sequence[float] | np.ndarray,
-    threshold: float = 0.5,
+    threshold: float | np.ndarray = 0.5,
 ) -> dict[str, Any]:
     """``n``, ``auroc``, ``accuracy``, ``f1`` (of the AI class, 0 when undefined),
     ``tpr_at_1pct_fpr``, and the share of human texts (``fpr_at_threshold``) and of AI texts

@@ -46,6 +46,21 @@ class OperatingPoint(BaseModel):
     tpr: float | None = Field(None, ge=0.0, le=1.0)
     n_human: int | None = Field(None, ge=0)
     n_ai: int | None = Field(None, ge=0)
+    short_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    """The threshold for texts shorter than the model's ``min_words``, chosen at the same
+    target FPR on short human texts (those under ``min_words`` and prefixes of the others):
+    their scores are noisier, and one threshold for every length flagged 8% of one short
+    domain's human texts (README, "A threshold of its own for short texts"). ``threshold``
+    is then chosen on the human texts of at least ``min_words``. None: one threshold."""
+    short_fpr: float | None = Field(None, ge=0.0, le=1.0)
+    """Share of the short human texts flagged at ``short_threshold``."""
+    short_n_human: int | None = Field(None, ge=0)
+
+    def threshold_for(self, words: int | None, min_words: int) -> float:
+        """The threshold of a text of ``words`` words (None: unknown, the long texts' one)."""
+        if self.short_threshold is not None and words is not None and words < min_words:
+            return self.short_threshold
+        return self.threshold
 
 
 class ConfidenceBands(BaseModel):
@@ -84,6 +99,8 @@ class ModelSpec(Protocol):
     def default_operating_point(self) -> str | None: ...
     @property
     def confidence(self) -> ConfidenceBands | None: ...
+    @property
+    def min_words(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -94,9 +111,13 @@ class Decision:
     operating_point: str | None
 
 
-def resolve_operating_point(spec: ModelSpec, name: str | None) -> tuple[str | None, float]:
-    """``(name, threshold)`` of ``name`` (None: the registry's default). An operating point
-    the model does not document is the item's fault: ``invalid_schema``."""
+def resolve_operating_point(
+    spec: ModelSpec, name: str | None, words: int | None = None
+) -> tuple[str | None, float]:
+    """``(name, threshold)`` of ``name`` (None: the registry's default) for a text of
+    ``words`` words (a point with a ``short_threshold`` has one per length; None: the long
+    texts'). An operating point the model does not document is the item's fault:
+    ``invalid_schema``."""
     if name is None:
         name = spec.default_operating_point
         if name is None:  # an uncalibrated model: the registry's plain threshold
@@ -109,7 +130,7 @@ def resolve_operating_point(spec: ModelSpec, name: str | None) -> tuple[str | No
             f"operating_point {name!r} is not documented for model {spec.model_id!r}; "
             f"documented: {known}",
         )
-    return name, point.threshold
+    return name, point.threshold_for(words, spec.min_words)
 
 
 def confidence_of(score: float, label: str, bands: ConfidenceBands | None) -> Confidence:
@@ -129,9 +150,12 @@ def confidence_of(score: float, label: str, bands: ConfidenceBands | None) -> Co
     return "low"
 
 
-def decide(score: float, spec: ModelSpec, operating_point: str | None = None) -> Decision:
-    """Threshold, label, confidence and operating point of one score (pure)."""
-    name, threshold = resolve_operating_point(spec, operating_point)
+def decide(
+    score: float, spec: ModelSpec, operating_point: str | None = None, words: int | None = None
+) -> Decision:
+    """Threshold, label, confidence and operating point of one score of a text of ``words``
+    words (pure)."""
+    name, threshold = resolve_operating_point(spec, operating_point, words)
     label: Literal["ai", "human"] = "ai" if score >= threshold else "human"
     return Decision(
         threshold=threshold,
@@ -174,15 +198,19 @@ def fpr_upper_bound(false_positives: int, n: int, confidence: float = 0.95) -> f
     return float(beta.ppf(confidence, false_positives + 1, n - false_positives))
 
 
-def measure_point(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
-    """FPR (with its upper bound) and TPR of ``threshold`` on labelled scores."""
-    human, ai = scores[labels == 0], scores[labels == 1]
-    fp = int((human >= threshold).sum())
+def measure_point(
+    labels: np.ndarray, scores: np.ndarray, threshold: float | np.ndarray
+) -> dict[str, Any]:
+    """FPR (with its upper bound) and TPR of ``threshold`` (one, or one per text) on labelled
+    scores."""
+    flagged = scores >= np.broadcast_to(np.asarray(threshold, dtype=np.float64), scores.shape)
+    human, ai = flagged[labels == 0], flagged[labels == 1]
+    fp = int(human.sum())
     upper = fpr_upper_bound(fp, human.size)  # None: no human texts
     return {
         "fpr": round(fp / human.size, 6) if human.size else None,
         "fpr_upper_95": round(upper, 6) if upper is not None else None,
-        "tpr": round(float((ai >= threshold).mean()), 6) if ai.size else None,
+        "tpr": round(float(ai.mean()), 6) if ai.size else None,
         "n_human": int(human.size),
         "n_ai": int(ai.size),
     }
@@ -209,16 +237,17 @@ def _edge(
 def fit_bands(
     labels: Sequence[int] | np.ndarray,
     scores: Sequence[float] | np.ndarray,
-    threshold: float,
+    threshold: float | np.ndarray,
     *,
     high: float = HIGH_PRECISION,
     medium: float = MEDIUM_PRECISION,
     min_n: int = MIN_BAND_N,
 ) -> ConfidenceBands:
     """Band edges at ``high``/``medium`` precision on labelled scores, and each band's
-    measured precision and size for verdicts at ``threshold``."""
+    measured precision and size for verdicts at ``threshold`` (one, or one per text)."""
     y = np.asarray(labels, dtype=np.int64)
     s = np.asarray(scores, dtype=np.float64)
+    thresholds = np.broadcast_to(np.asarray(threshold, dtype=np.float64), s.shape)
     edges = {
         "ai_high": _edge(s, y == 1, high, True, min_n),
         "ai_medium": _edge(s, y == 1, medium, True, min_n),
@@ -233,8 +262,8 @@ def fit_bands(
     bands = ConfidenceBands(**edges)
     correct: dict[str, float] = {}
     n: dict[str, int] = {}
-    for score_, label_ in zip(s, y, strict=True):
-        verdict = "ai" if score_ >= threshold else "human"
+    for score_, label_, t in zip(s, y, thresholds, strict=True):
+        verdict = "ai" if score_ >= t else "human"
         key = f"{verdict}_{confidence_of(float(score_), verdict, bands)}"
         n[key] = n.get(key, 0) + 1
         correct[key] = correct.get(key, 0.0) + float((verdict == "ai") == (label_ == 1))

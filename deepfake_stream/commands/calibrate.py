@@ -22,9 +22,13 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 from deepfake_stream.consumers.scoring import document_scorer
 from deepfake_stream.core.settings import Settings
 from deepfake_stream.models.calibration import (
+    SHORT_PREFIXES,
+    Lengths,
     analyse,
     length_sample,
     length_study,
@@ -38,6 +42,7 @@ from deepfake_stream.models.evaluation import score_model
 from deepfake_stream.models.operating_points import TARGETS
 from deepfake_stream.models.registry import DEFAULT_REGISTRY, load_registry
 from deepfake_stream.models.registry_write import write_model
+from deepfake_stream.text import word_count
 
 HELP = "choose operating points at target FPRs on held-out human texts; write the registry"
 SETTINGS = ("limits", "models")
@@ -114,6 +119,19 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     sample = length_sample(length_set.examples, args.length_sample, args.seed)
     texts = [e.text for e in examples] + [e.text for e in sample]
     texts += [prefix(e.text, k) for k in prefixes for e in sample]
+    # Short stand-ins: the first SHORT_PREFIXES words of every human text longer than that,
+    # (set, prefix words, the text's words) each; those under min_words of texts of at least
+    # min_words join the short human texts where short texts' thresholds are chosen.
+    words = [np.asarray([word_count(e.text) for e in s.examples]) for s in sets]
+    stand_ins = [
+        (i, k, int(w), e)
+        for i, s in enumerate(sets)
+        for e, w in zip(s.examples, words[i], strict=True)
+        if e.label == 0
+        for k in SHORT_PREFIXES
+        if w > k
+    ]
+    texts += [prefix(e.text, k) for _, k, _, e in stand_ins]
     reports = {}
     for model_id in args.model:
         registry = load_registry(registry_path, default_model=settings.models.default)
@@ -136,8 +154,26 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         by_prefix = {
             k: rest[i * len(sample) : (i + 1) * len(sample)] for i, k in enumerate(prefixes)
         }
-        report = analyse(sets, per_set, balanced_target=args.target_fpr)
-        report["length"] = length_study(sample, full, by_prefix)
+        stand_in_scores = rest[len(prefixes) * len(sample) :]
+        length = length_study(sample, full, by_prefix)
+        min_words = length["min_words"] if length["min_words"] is not None else config.min_words
+        lengths = [
+            Lengths(
+                words[i],
+                min_words,
+                np.asarray(
+                    [
+                        sc
+                        for (j, k, w, _), sc in zip(stand_ins, stand_in_scores, strict=True)
+                        if j == i and k < min_words <= w
+                    ],
+                    dtype=np.float64,
+                ),
+            )
+            for i in range(len(sets))
+        ]
+        report = analyse(sets, per_set, balanced_target=args.target_fpr, lengths=lengths)
+        report["length"] = length
         report["length"]["data"] = length_set.name
         report.update(
             model_version=version,

@@ -87,6 +87,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     point = result["operating_point"] or "registry threshold"
     print(f"model  {result['model_id']} {result['model_version']}  ({args.split}: {args.data})")
     print(f"threshold  {result['threshold']}  ({point})")
+    if result.get("short_threshold") is not None:
+        print(f"           {result['short_threshold']} for texts under min_words")
     print(metrics_table(result))
     for name, metrics in result.get("groups", {}).items():
         print(f"\n{args.by} = {name}")

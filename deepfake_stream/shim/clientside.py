@@ -32,6 +32,7 @@ from fastapi import APIRouter, Request, Response
 from deepfake_stream.core.errors import ArtifactIntegrityError, ConfigError, UnknownModel
 from deepfake_stream.models.artifacts import artifact_dir, load_verified
 from deepfake_stream.models.kinds import get_kind, known_kinds
+from deepfake_stream.models.operating_points import resolve_operating_point
 from deepfake_stream.models.registry import ModelConfig, Registry
 from deepfake_stream.shim.errors import ApiError
 
@@ -101,6 +102,10 @@ def export_portable(config: ModelConfig) -> PortableModel:
         "format": model.get("format"),
         "version": manifest.versioned(config.version),
         "threshold": config.threshold,
+        # A text under min_words is judged at this threshold (the default point's short texts'
+        # one where it has one, else the same), on the client as on the stream.
+        "short_threshold": resolve_operating_point(config, None, 0)[1],
+        "min_words": config.min_words,
         "sha256": hashlib.sha256(raw).hexdigest(),
         "size_bytes": len(raw),
     }

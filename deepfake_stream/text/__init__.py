@@ -2,7 +2,7 @@
 was found), its language, and the windows that cover it."""
 
 from deepfake_stream.text.language import detect_language
-from deepfake_stream.text.normalise import Normalised, normalise
+from deepfake_stream.text.normalise import Normalised, normalise, word_count
 from deepfake_stream.text.windows import Windows, aggregate, split_windows
 
 __all__ = [
@@ -12,4 +12,5 @@ __all__ = [
     "detect_language",
     "normalise",
     "split_windows",
+    "word_count",
 ]

@@ -122,3 +122,8 @@ def _map_homoglyphs(chars: list[str]) -> bool:
             changed = True
         start = end
     return changed
+
+
+def word_count(original: str) -> int:
+    """Words of the normalised text: what ``min_words`` and a verdict's ``too_short`` count."""
+    return len(normalise(original).text.split())

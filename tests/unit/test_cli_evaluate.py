@@ -22,7 +22,7 @@ KEYS = {
     "tpr_at_threshold",
     "texts_per_s",
 }
-EXTRA = {"model_id", "model_version", "split", "threshold", "operating_point"}
+EXTRA = {"model_id", "model_version", "split", "threshold", "short_threshold", "operating_point"}
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -45,6 +45,40 @@ def test_evaluate_json_last_line() -> None:
     assert result["n"] == 24 and result["split"] == "all"
     assert 0.0 <= result["auroc"] <= 1.0 and result["texts_per_s"] > 0
     assert result["model_version"].startswith("2026.11.1+sha256:")
+
+
+def test_evaluate_flags_each_text_at_the_threshold_its_verdict_takes() -> None:
+    """FPR and TPR at the threshold count what verdicts flag: a text under min_words at its
+    point's short texts' threshold."""
+    import numpy as np
+
+    from deepfake_stream.consumers.scoring import document_scorer
+    from deepfake_stream.models.dataset import load_labelled
+    from deepfake_stream.models.evaluation import evaluate, score_model
+    from deepfake_stream.models.operating_points import decide
+    from deepfake_stream.models.registry import load_registry
+    from deepfake_stream.text import word_count
+
+    registry = load_registry()
+    config = registry.resolve("tiny-tfidf")
+    scorer = document_scorer(64)
+    result = evaluate("tiny-tfidf", DATA, registry=registry, progress=False, scorer=scorer)
+    examples = load_labelled(DATA)
+    texts = [e.text for e in examples]
+    scores, _, _ = score_model(
+        "tiny-tfidf", texts, registry=registry, progress=False, scorer=scorer
+    )
+    flagged = np.array(
+        [
+            decide(s, config, None, word_count(t)).label == "ai"
+            for s, t in zip(scores, texts, strict=True)
+        ]
+    )
+    labels = np.array([e.label for e in examples])
+    assert result["fpr_at_threshold"] == float(flagged[labels == 0].mean())
+    assert result["tpr_at_threshold"] == float(flagged[labels == 1].mean())
+    assert result["short_threshold"] == decide(0.0, config, None, 0).threshold > result["threshold"]
+    assert any(word_count(t) < config.min_words for t in texts)  # the rule is exercised
 
 
 @pytest.mark.slow

@@ -51,7 +51,12 @@ def test_download_is_the_artifact_with_its_version_and_digest(client: TestClient
     assert doc["format"] == "deepfake-stream/tfidf@1"
     assert doc["version"] == detector.version == response.headers["x-model-version"]
     # The registry's default operating point, as the stream uses it.
-    assert doc["threshold"] == load_registry().resolve("tiny-tfidf").threshold
+    config = load_registry().resolve("tiny-tfidf")
+    assert doc["threshold"] == config.threshold
+    # A text under min_words takes the point's short texts' threshold, as on the stream.
+    point = config.operating_points[config.default_operating_point or ""]
+    assert doc["min_words"] == config.min_words and config.min_words > 0
+    assert doc["short_threshold"] == point.short_threshold > doc["threshold"]
     # sha256 covers the "model" member byte for byte: what the manifest lists, and what a
     # client can check by hashing the text between '"model":' and the final '}'.
     assert doc["sha256"] == manifest.files["model.json"] == hashlib.sha256(raw).hexdigest()

@@ -128,3 +128,35 @@ def test_readme_javascript_example_runs(tmp_path: Path) -> None:
     score, label, version = done.stdout.split()
     assert 0.0 <= float(score) <= 1.0 and label in ("ai", "human")
     assert version.startswith("2026.11.1+sha256:")
+
+
+_LABELS = """
+const fs = require("fs");
+const Scorer = require(process.argv[1]);
+const scorer = Scorer.fromDownload(JSON.parse(fs.readFileSync(process.argv[2], "utf8")));
+const cases = JSON.parse(fs.readFileSync(0, "utf8"));
+console.log(JSON.stringify(cases.map(([s, t]) => [scorer.label(s, t), scorer.thresholdFor(t)])));
+"""
+
+
+def test_labels_take_the_threshold_a_verdict_on_the_text_takes(tmp_path: Path) -> None:
+    """A text under min_words is judged at the default point's short texts' threshold by the
+    browser as by the stream (decide, with the verdict's word count)."""
+    from deepfake_stream.models.operating_points import decide
+    from deepfake_stream.models.registry import load_registry
+    from deepfake_stream.shim.clientside import export_portable
+    from deepfake_stream.text import word_count
+
+    config = load_registry().resolve("tiny-tfidf")
+    download = tmp_path / "download.json"
+    download.write_bytes(export_portable(config).body)
+    short = json.loads(download.read_text())["short_threshold"]
+    assert short > config.threshold  # short texts' scores are noisier (registry)
+    between = (short + config.threshold) / 2
+    texts = [" ".join(["word"] * n) for n in (1, config.min_words - 1, config.min_words, 400)]
+    texts += [t for t in PARITY_TEXTS if t.strip()]
+    cases = [(s, t) for t in texts for s in (config.threshold, between, short)]
+    out = json.loads(_node(_LABELS, str(SCORER_JS), str(download), stdin=json.dumps(cases)))
+    for (score, text), (label, threshold) in zip(cases, out, strict=True):
+        verdict = decide(score, config, None, word_count(text))
+        assert (label, threshold) == (verdict.label, verdict.threshold), (score, text)

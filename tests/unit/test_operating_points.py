@@ -145,6 +145,53 @@ def test_the_verdict_builder_uses_the_decision(
     assert (v.threshold, v.operating_point, v.reasons) == (0.9, "strict", [])
 
 
+SHORT_POINTS = {
+    **POINTS,
+    "balanced": {"threshold": 0.6, "target_fpr": 0.01, "short_threshold": 0.95},
+}
+
+
+def test_a_text_under_min_words_takes_its_points_short_threshold() -> None:
+    spec = _registry(
+        operating_points=SHORT_POINTS, default_operating_point="balanced", min_words=10
+    ).models["m"]
+    assert spec.threshold == 0.6  # the long texts' (and the registry's plain) threshold
+    assert decide(0.8, spec, words=9).label == "human"  # 0.8 < 0.95
+    assert decide(0.8, spec, words=9).threshold == 0.95
+    assert decide(0.8, spec, words=10).label == "ai"  # at min_words: a long text
+    assert decide(0.8, spec).threshold == 0.6  # words unknown: the long texts' threshold
+    assert decide(0.8, spec, "strict", words=3).threshold == 0.9  # a point without one
+    # The verdict builder counts the words (normalised, as too_short does).
+    item = RoutedItem.model_validate(
+        {
+            "id": "x",
+            "text": "five words of plain text",
+            "routing": {"model_id": "m", "target": "cpu", "first_seen_ms": 0},
+        }
+    )
+    for text, expected in (("five words of plain text", 0.95), ("word " * 12, 0.6)):
+        item = item.model_copy(update={"text": text})
+        v = verdict_for(
+            item,
+            prepare(text, spec, max_windows=4),
+            Scored(0.8, None, 1),
+            config=spec,
+            model_version="1",
+            backend="cpu",
+        )
+        assert v.threshold == expected and v.label == ("ai" if expected < 0.8 else "human")
+
+
+def test_measured_points_and_bands_take_a_threshold_per_text() -> None:
+    labels = np.array([0, 0, 1, 1])
+    scores = np.array([0.7, 0.7, 0.7, 0.99])
+    per_text = np.array([0.6, 0.95, 0.95, 0.95])  # the first human text is a long one
+    point = measure_point(labels, scores, per_text)
+    assert (point["fpr"], point["tpr"]) == (0.5, 0.5)
+    bands = fit_bands(labels, scores, per_text, min_n=1)
+    assert bands.n["ai_low"] + bands.n.get("ai_high", 0) + bands.n.get("ai_medium", 0) == 2
+
+
 def test_a_reason_not_to_trust_a_verdict_makes_it_low_whatever_the_band() -> None:
     v = _verdict(0.97, "too short")
     assert (v.label, v.confidence, v.reasons) == ("ai", "low", ["too_short"])
@@ -267,3 +314,45 @@ def test_dataset_keeps_other_fields(tmp_path: Path) -> None:
     path.write_text('{"text": "a", "label": 0, "domain": "news", "n": 3}\n')
     (row,) = load_labelled(path)
     assert row.fields == {"label": 0, "domain": "news", "n": 3}
+
+
+def test_calibration_chooses_a_short_texts_threshold_on_short_humans_and_prefixes() -> None:
+    from deepfake_stream.models.calibration import Lengths, choose_points, registry_fields
+
+    rng = np.random.default_rng(0)
+    # Long human texts score low, short ones (and prefixes of long ones) noisier and higher.
+    words = np.r_[np.full(400, 300), np.full(200, 40), np.full(400, 300)]
+    labels = np.r_[np.zeros(600, int), np.ones(400, int)]
+    scores = np.r_[
+        rng.uniform(0.0, 0.5, 400), rng.uniform(0.0, 0.9, 200), rng.uniform(0.4, 1.0, 400)
+    ]
+    prefixes = rng.uniform(0.0, 0.9, 800)
+    lengths = Lengths(words, 150, prefixes)
+    point = choose_points(labels, scores, {"balanced": 0.01}, lengths)["balanced"]
+    long_human, pool = scores[:400], np.r_[scores[400:600], prefixes]
+    assert point["threshold"] == choose_threshold(long_human, 0.01)
+    assert point["short_threshold"] == choose_threshold(pool, 0.01) > point["threshold"]
+    assert point["short_n_human"] == 1000 and point["short_fpr"] <= 0.01
+    # Its FPR and TPR are of the verdicts: each text at the threshold for its length.
+    per_text = np.where(words < 150, point["short_threshold"], point["threshold"])
+    assert point["fpr"] == measure_point(labels, scores, per_text)["fpr"]
+    # Too few short texts to measure the target: one threshold for every length, as before.
+    few = choose_points(labels, scores, {"strict": 0.001}, Lengths(words, 150, prefixes[:10]))
+    assert "short_threshold" not in few["strict"]
+    assert few["strict"]["threshold"] == choose_threshold(scores[labels == 0], 0.001)
+    # What calibrate writes: the short fields only where they were chosen.
+    report = {
+        "operating_points": {"balanced": point, "strict": few["strict"]},
+        "confidence": {},
+        "measured_at": "2026-12-06",
+        "model_version": "1",
+        "data": [],
+        "command": "calibrate",
+        "length": {"min_words": 150},
+    }
+    fields = registry_fields(report)["operating_points"]
+    assert fields["balanced"]["short_threshold"] == point["short_threshold"]
+    assert "short_threshold" not in fields["strict"]
+    entry = {"operating_points": fields, "default_operating_point": "balanced", "min_words": 150}
+    spec = _registry(**entry).models["m"]  # the registry reads what calibrate writes
+    assert decide(0.99, spec, words=40).threshold == point["short_threshold"]

@@ -48,13 +48,13 @@
     const t0 = performance.now();
     const score = scorer.score(text);
     const ms = performance.now() - t0;
-    const label = scorer.label(score);
+    const label = scorer.label(score, text);
     $("bar").style.width = `${(score * 100).toFixed(1)}%`;
     $("bar").className = `bar ${label}`;
     $("label").textContent = label === "ai" ? "AI" : "human";
     $("label").className = `label ${label}`;
     $("score-value").textContent =
-      `score ${score.toFixed(4)} (threshold ${scorer.threshold}) · ${ms.toFixed(1)} ms`;
+      `score ${score.toFixed(4)} (threshold ${scorer.thresholdFor(text)}) · ${ms.toFixed(1)} ms`;
   }
 
   let timer = 0;

@@ -21,7 +21,7 @@
  *   const scorer = await TfidfScorer.load("/v1/models/tiny-tfidf/download",
  *                                         {headers: {"X-API-Key": key}});
  *   scorer.score("some text");   // P(AI), 0..1
- *   scorer.label(0.93);          // "ai" | "human", against the model's threshold
+ *   scorer.label(0.93, text);    // "ai" | "human", at the threshold for its length
  */
 (function (root) {
   "use strict";
@@ -94,7 +94,9 @@
   class TfidfScorer {
     /**
      * @param {object} model the artifact's model.json (the download's "model" member)
-     * @param {object} [meta] the download's other members: model_id, version, threshold, sha256
+     * @param {object} [meta] the download's other members: model_id, version, threshold,
+     *   short_threshold and min_words (a text under min_words words is judged at
+     *   short_threshold, as on the stream), sha256
      */
     constructor(model, meta = {}) {
       const tok = model && model.tokenizer;
@@ -112,6 +114,8 @@
       this.modelId = meta.model_id ?? null;
       this.version = meta.version ?? null;
       this.threshold = meta.threshold ?? 0.5;
+      this.shortThreshold = meta.short_threshold ?? this.threshold;
+      this.minWords = meta.min_words ?? 0;
       this.sha256 = meta.sha256 ?? null;
     }
 
@@ -163,8 +167,16 @@
       return 1 / (1 + Math.exp(-this.decision(text)));
     }
 
-    label(score) {
-      return score >= this.threshold ? "ai" : "human";
+    /** The threshold a verdict on ``text`` takes: its own below min_words words. */
+    thresholdFor(text) {
+      const words = String(text).normalize("NFKC").split(/\s+/u).filter(Boolean).length;
+      return words < this.minWords ? this.shortThreshold : this.threshold;
+    }
+
+    /** "ai" | "human" for a score of ``text`` (without it: the long texts' threshold). */
+    label(score, text) {
+      const threshold = text === undefined ? this.threshold : this.thresholdFor(text);
+      return score >= threshold ? "ai" : "human";
     }
   }
 
