@@ -175,7 +175,7 @@ def _round_up(x: float, digits: int = 6) -> float:
     return min(1.0, (math.floor(x / step + 1e-9) + 1) * step)
 
 
-def choose_threshold(human_scores: Sequence[float], target_fpr: float) -> float:
+def choose_threshold(human_scores: Sequence[float] | np.ndarray, target_fpr: float) -> float:
     """The lowest threshold (``score >= t`` is flagged) that flags at most ``target_fpr`` of
     ``human_scores``. With fewer than ``1 / target_fpr`` texts that is zero of them."""
     h = np.sort(np.asarray(human_scores, dtype=np.float64))[::-1]
