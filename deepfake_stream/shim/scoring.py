@@ -38,6 +38,7 @@ from deepfake_stream.schemas.items import BackendName
 from deepfake_stream.schemas.verdict import label_for
 from deepfake_stream.shim import metrics
 from deepfake_stream.shim.errors import ApiError
+from deepfake_stream.text import word_count
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +245,9 @@ class InProcessScorer:
         for (a, b), outcome in zip(spans, outcomes, strict=True):
             assert outcome.score is not None  # _raise_failed raised on any failure
             score = float(outcome.score.score)
-            label = label_for(score, config.threshold)
+            # A sentence is judged as a verdict on a text of its length would be: under
+            # min_words, at the default point's short texts' threshold where it has one.
+            words = word_count(text[a:b])
+            label = label_for(score, resolve_operating_point(config, None, words)[1])
             out.append(SentenceScore(start=a, end=b, text=text[a:b], score=score, label=label))
         return out

@@ -18,11 +18,13 @@ from fastapi.testclient import TestClient
 
 from deepfake_stream.core.settings import load_settings
 from deepfake_stream.models.kinds import build_detector
+from deepfake_stream.models.operating_points import decide
 from deepfake_stream.models.registry import load_registry
 from deepfake_stream.schemas import Verdict
 from deepfake_stream.shim import create_app
 from deepfake_stream.shim.auth import RateLimiter, key_matches, parse_keys
 from deepfake_stream.shim.sentences import sentence_spans
+from deepfake_stream.text import word_count
 from tests.doubles import FailingDetector
 from tests.integration.harness import cli_command
 
@@ -121,10 +123,14 @@ def test_detailed_gives_sentence_spans_each_scored_alone(client: TestClient, tfi
         "honestly no idea why the printer keeps jamming, tried everything lol!",
         "Climate change poses significant challenges to global food security.",
     ]
+    config = client.app.state.shim.registry.resolve(r.json()["model_id"])  # type: ignore[attr-defined]
     for s in sentences:
         assert TEXT[s["start"] : s["end"]] == s["text"]
         assert abs(s["score"] - tfidf.predict_batch([s["text"]])[0].score) < 1e-9
-        assert s["label"] == ("ai" if s["score"] >= 0.5 else "human")
+        # Judged as a verdict on a text of its length: a sentence is under min_words.
+        threshold = decide(s["score"], config, None, word_count(s["text"])).threshold
+        assert s["label"] == ("ai" if s["score"] >= threshold else "human")
+        assert word_count(s["text"]) < config.min_words
 
 
 def test_sentence_spans() -> None:
