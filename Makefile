@@ -79,8 +79,9 @@ bench: install
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info
 
-# Operating points, confidence bands and min_words of every model, measured on data the
-# models were not fitted on; writes models/registry.yaml and prints the README's model cards.
+# Operating points (each with its short texts' threshold), confidence bands and min_words of
+# every model, measured on data the models were not fitted on; writes models/registry.yaml
+# and prints the README's model cards.
 # SmolLM2-based models score a stratified subsample (about 1-2 texts/s on 2 CPU cores).
 .PHONY: quality
 DATA ?= ../shared/data
