@@ -5,10 +5,11 @@ train's split, as `evaluate --split test`), then on the pooled human texts choos
 threshold of each documented operating point: strict (0.1% FPR), balanced (--target-fpr,
 default 1%; the default) and sensitive (5%). Each point gets two where the data allow: one
 chosen on the human texts of at least min_words, and one for shorter texts chosen on the
-short human texts plus the first 50 and 100 words of the others (their scores are noisier). It measures FPR and TPR at each, fits the
-confidence bands (score regions whose verdicts were right >= 99% / >= 90% of the time),
-measures where quality falls off with length (AUROC of the first k words: min_words), and
-writes all of it, with the data it was measured on, into the model's registry entry.
+short human texts plus the first 50 and 100 words of the others (their scores are noisier).
+It measures FPR and TPR at each, fits the confidence bands (score regions whose verdicts
+were right >= 99% / >= 90% of the time), measures where quality falls off with length
+(AUROC of the first k words: min_words), and writes all of it, with the data it was
+measured on, into the model's registry entry.
 
 With fewer human texts than 1/target, a target FPR cannot be measured, only bounded: the
 FPR is reported with its 95% upper bound and n. Figures per set and domain use thresholds

@@ -8,9 +8,10 @@ is scored as its verdict would be (normalised, over windows covering the whole t
 
 FPR and TPR at the threshold are the shares of human and of AI texts flagged at the model's
 default operating point in the registry (or --operating-point), each text at the threshold
-its verdict would take (a point may have its own for texts under the model's min_words). --by FIELD adds the same
-metrics per value of any field of the rows (domain, generator, language, ...) under
-"groups"; a group with one class only reports what is defined (fpr or tpr) and null AUROC.
+its verdict would take (a point may have its own for texts under the model's min_words).
+--by FIELD adds the same metrics per value of any field of the rows (domain, generator,
+language, ...) under "groups"; a group with one class only reports what is defined (fpr or
+tpr) and null AUROC.
 
 --split test scores the 20% that `deepfake-stream train` held out (same topic-grouped split
 and --seed); the default, all, scores the whole file, e.g. your own labelled data.
