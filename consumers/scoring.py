@@ -61,7 +61,7 @@ def prepare(text: str, config: ModelConfig, max_windows: int) -> Prepared:
     return Prepared(
         norm=norm,
         language=detect_language(norm.text),
-        words=len(norm.text.split()),
+        words=norm.words,
         windows=split_windows(norm.text, config.window_chars, config.window_limit(max_windows)),
     )
 

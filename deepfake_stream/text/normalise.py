@@ -55,6 +55,11 @@ class Normalised:
         """Offsets in the original text of ``text[start:end]``."""
         return self.offsets[start], self.offsets[end]
 
+    @property
+    def words(self) -> int:
+        """What ``min_words`` and a verdict's ``too_short`` count."""
+        return len(self.text.split())
+
 
 _SUSPECT = re.compile("[" + re.escape("".join(sorted(ZERO_WIDTH | BIDI | set(HOMOGLYPHS)))) + "]")
 
@@ -125,5 +130,5 @@ def _map_homoglyphs(chars: list[str]) -> bool:
 
 
 def word_count(original: str) -> int:
-    """Words of the normalised text: what ``min_words`` and a verdict's ``too_short`` count."""
-    return len(normalise(original).text.split())
+    """:attr:`Normalised.words` of ``original``."""
+    return normalise(original).words
