@@ -36,15 +36,22 @@ log = logging.getLogger(__name__)
 SEPARATOR = "<|endoftext|>"
 
 
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise log-probabilities of ``logits`` (float64: the served statistics sum hundreds of
+    them, where float32's rounding would show)."""
+    lp = np.asarray(logits, dtype=np.float64)
+    lp = lp - lp.max(-1, keepdims=True)
+    lp -= np.log(np.exp(lp).sum(-1, keepdims=True))
+    return lp
+
+
 def log_p_and_prior(
     logits: np.ndarray, ids: Sequence[int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per token after the first: (log p in context, log p under the context-free prior,
     token id), from the logits of one row (``(len(ids), vocab)``); the prior is the model's
     own prediction after the first token (the document separator)."""
-    x = np.asarray(logits, dtype=np.float64)
-    lp = x - x.max(-1, keepdims=True)
-    lp -= np.log(np.exp(lp).sum(-1, keepdims=True))
+    lp = log_softmax(logits)
     target = np.asarray(ids[1:], dtype=np.int64)
     ll = lp[np.arange(len(target)), target]
     return ll, lp[0][target], target

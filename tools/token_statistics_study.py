@@ -46,6 +46,7 @@ import numpy as np
 
 from deepfake_stream.models.calibration import load_sets
 from deepfake_stream.models.detectors.curvature import CACHE_ALPHA, cache_gains
+from deepfake_stream.models.smollm_ct2 import log_softmax
 from deepfake_stream.models.training.curvature import auroc
 
 assert CACHE_ALPHA == 10.0, "cg10 below is the served cache_gain"
@@ -70,9 +71,7 @@ NAMED = (
 
 def token_arrays(logits: np.ndarray, ids: Sequence[int]) -> np.ndarray:
     """Per token after the separator: :data:`COLUMNS`, from one row's logits."""
-    x = np.asarray(logits[: len(ids)], dtype=np.float32)
-    x = x - x.max(-1, keepdims=True)
-    lp = x - np.log(np.exp(x).sum(-1, keepdims=True))
+    lp = log_softmax(logits[: len(ids)])
     target = np.asarray(ids[1:], dtype=np.int64)
     ctx = lp[:-1]
     ll = ctx[np.arange(len(target)), target]
