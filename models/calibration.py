@@ -24,6 +24,7 @@ from deepfake_stream.models.dataset import DEFAULT_SEED, Example, load_labelled,
 from deepfake_stream.models.metrics import auroc, binary_metrics
 from deepfake_stream.models.operating_points import (
     DEFAULT_OPERATING_POINT,
+    DOMAIN_FPR_FACTOR,
     TARGETS,
     choose_threshold,
     fit_bands,
@@ -129,30 +130,59 @@ def point_thresholds(point: dict[str, Any], lengths: Lengths | None, n: int) -> 
     return np.where(lengths.short(), point["short_threshold"], point["threshold"])
 
 
+def _capped(threshold: float, human: np.ndarray, domains: np.ndarray, cap: float) -> float:
+    """``threshold``, raised where needed so that no domain with at least ``1 / cap`` of the
+    ``human`` scores has more than ``cap`` of them flagged (smaller domains cannot measure
+    it, and :func:`choose_threshold` would then flag none of them)."""
+    for domain in np.unique(domains):
+        own = human[domains == domain]
+        if own.size * cap >= 1:
+            threshold = max(threshold, choose_threshold(own, cap))
+    return threshold
+
+
 def choose_points(
     labels: np.ndarray,
     scores: np.ndarray,
     targets: dict[str, float],
     lengths: Lengths | None = None,
+    domains: np.ndarray | None = None,
+    domain_factor: float = DOMAIN_FPR_FACTOR,
 ) -> dict[str, dict[str, Any]]:
     """Each target's threshold on the human scores, and its FPR/TPR on all of them. With
     ``lengths``, one threshold for texts of at least ``min_words`` chosen on those human texts,
     and one for shorter texts chosen on the short human texts and the stand-ins, where both
-    sides have enough texts to measure the target; else one threshold for every length."""
+    sides have enough texts to measure the target; else one threshold for every length.
+    With ``domains`` (one per text) and a ``domain_factor``, each threshold is then raised
+    until no domain's human texts it applies to are flagged at more than ``domain_factor``
+    times the target (:func:`_capped`)."""
     points = {}
+    human = labels == 0
     for name, target in targets.items():
         point: dict[str, Any] = {"target_fpr": target}
-        human = labels == 0
+        long = np.ones(labels.size, dtype=bool)  # the texts ``threshold`` applies to
+        pool = np.empty(0)
         if lengths is not None:
             pool = np.concatenate([scores[human & lengths.short()], lengths.short_humans])
             long_human = scores[human & ~lengths.short()]
             if min(pool.size, long_human.size) * target >= 1:
+                long = ~lengths.short()
                 point["threshold"] = choose_threshold(long_human, target)
-                point["short_threshold"] = short = choose_threshold(pool, target)
-                point["short_fpr"] = _r(float((pool >= short).mean()), 6)
-                point["short_n_human"] = int(pool.size)
+                point["short_threshold"] = choose_threshold(pool, target)
         if "threshold" not in point:
             point["threshold"] = choose_threshold(scores[human], target)
+        if domains is not None and domain_factor > 0:
+            cap = point["max_domain_fpr"] = min(1.0, domain_factor * target)
+            on = human & long
+            point["threshold"] = _capped(point["threshold"], scores[on], domains[on], cap)
+            if "short_threshold" in point:
+                on = human & ~long
+                point["short_threshold"] = _capped(
+                    point["short_threshold"], scores[on], domains[on], cap
+                )
+        if "short_threshold" in point:
+            point["short_fpr"] = _r(float((pool >= point["short_threshold"]).mean()), 6)
+            point["short_n_human"] = int(pool.size)
         per_text = point_thresholds(point, lengths, scores.size)
         points[name] = {**point, **measure_point(labels, scores, per_text)}
     return points
@@ -218,13 +248,21 @@ def analyse(
     *,
     balanced_target: float = TARGETS[DEFAULT_OPERATING_POINT],
     lengths: Sequence[Lengths] | None = None,
+    domain_factor: float = DOMAIN_FPR_FACTOR,
 ) -> dict[str, Any]:
     """Operating points, bands and the per-set/per-domain/cross-set figures of one model;
-    with ``lengths`` (one per set), length-aware thresholds (:func:`choose_points`)."""
+    with ``lengths`` (one per set), length-aware thresholds, and with ``domain_factor`` no
+    domain of any set over that many times a point's target (:func:`choose_points`)."""
     targets = dict(TARGETS, balanced=balanced_target)
     labels = [np.asarray([e.label for e in s.examples]) for s in sets]
     arrays = [np.asarray(sc, dtype=np.float64) for sc in scores]
     all_y, all_s = np.concatenate(labels), np.concatenate(arrays)
+    domains = [np.asarray([_domain(e) for e in s.examples]) for s in sets]
+    # A domain is one of one set: two sets' "news" are different writers.
+    keyed = [
+        np.asarray([f"{s.name}/{d}" for d in ds], dtype=str)
+        for s, ds in zip(sets, domains, strict=True)
+    ]
 
     def joined(idx: Sequence[int]) -> Lengths | None:
         if lengths is None:
@@ -236,23 +274,22 @@ def analyse(
         )
 
     everything = joined(range(len(sets)))
-    points = choose_points(all_y, all_s, targets, everything)
+    points = choose_points(all_y, all_s, targets, everything, np.concatenate(keyed), domain_factor)
     balanced = point_thresholds(points[DEFAULT_OPERATING_POINT], everything, all_s.size)
     bands = fit_bands(all_y, all_s, balanced)
     per_set = {}
     for i, (s, y, sc) in enumerate(zip(sets, labels, arrays, strict=True)):
-        domains = np.asarray([_domain(e) for e in s.examples])
         own = joined([i])
         per_set[s.name] = {
             "all": _quality(y, sc, points, own),
             "domains": {
                 d: _quality(
-                    y[domains == d],
-                    sc[domains == d],
+                    y[domains[i] == d],
+                    sc[domains[i] == d],
                     points,
-                    None if own is None else own.take(domains == d),
+                    None if own is None else own.take(domains[i] == d),
                 )
-                for d in sorted(set(domains))
+                for d in sorted(set(domains[i]))
             },
             "bands": fit_bands(
                 y, sc, point_thresholds(points[DEFAULT_OPERATING_POINT], own, sc.size)
@@ -264,7 +301,14 @@ def analyse(
             others = [j for j in range(len(sets)) if j != i]
             others_y = np.concatenate([labels[j] for j in others])
             others_s = np.concatenate([arrays[j] for j in others])
-            chosen = choose_points(others_y, others_s, targets, joined(others))
+            chosen = choose_points(
+                others_y,
+                others_s,
+                targets,
+                joined(others),
+                np.concatenate([keyed[j] for j in others]),
+                domain_factor,
+            )
             cross[s.name] = {
                 "thresholds_from": [sets[j].name for j in others],
                 **_quality(labels[i], arrays[i], chosen, joined([i])),
@@ -323,6 +367,7 @@ def registry_fields(report: dict[str, Any]) -> dict[str, Any]:
                 "short_threshold",
                 "short_fpr",
                 "short_n_human",
+                "max_domain_fpr",
             )
             if k in point
         }
@@ -367,6 +412,15 @@ def model_card(model_id: str, report: dict[str, Any]) -> str:
             f"| `{name}` | {_pct(p['target_fpr'])} | {p['threshold']:.4f} | {_pct(p['fpr'])} "
             f"({_pct(p['fpr_upper_95'])}) | {_pct(p['tpr'])} | {p['n_human']} / {p['n_ai']} |"
         )
+    capped = {n: p for n, p in report["operating_points"].items() if p.get("max_domain_fpr")}
+    if capped:
+        out += [
+            "",
+            "Each threshold also flags at most "
+            + ", ".join(f"{_pct(p['max_domain_fpr'])} (`{n}`)" for n, p in capped.items())
+            + " of any one domain's human texts it applies to, where a domain has enough of "
+            "them to measure that.",
+        ]
     short = {n: p for n, p in report["operating_points"].items() if p.get("short_threshold")}
     if short:
         out += [

@@ -8,14 +8,17 @@ human texts of the one short domain, PubMedQA's answers (median 51 words), are f
 8% at ``balanced`` against at most 1.6% in every other domain.
 
 This study scores every text of the three sets as verdicts are (normalised, windowed), plus
-the first 50 and 100 words of every human text of at least ``min_words``, and compares two
+the first 50 and 100 words of every human text of at least ``min_words``, and compares three
 rules at the operating point's target FPR:
 
 - ``one``: one threshold, the target-FPR point of the fitting side's human texts (as
-  shipped);
+  shipped until 2026-12-06);
 - ``two``: that point of the fitting side's human texts of at least ``min_words`` for those,
   and for shorter texts the target-FPR point of its short human texts: the ones below
-  ``min_words`` and the 50- and 100-word prefixes of the others.
+  ``min_words`` and the 50- and 100-word prefixes of the others (shipped 2026-12-06);
+- ``capped``: ``two``, each threshold then raised until no domain of a set has more than
+  twice the target of the human texts it applies to flagged, where it has enough of them to
+  measure that (``calibrate``'s ``--domain-fpr-factor``, shipped since).
 
 Each rule is fitted two ways: on the pooled human texts of all three sets (how ``calibrate``
 chooses thresholds: optimistic, the figures are measured on the same texts), and cross-set,
@@ -40,17 +43,20 @@ import numpy as np
 
 from deepfake_stream.consumers.scoring import document_scorer
 from deepfake_stream.core.settings import LimitSettings
-from deepfake_stream.models.calibration import DataSet, load_sets, prefix
+from deepfake_stream.models.calibration import (
+    DataSet,
+    Lengths,
+    choose_points,
+    load_sets,
+    point_thresholds,
+    prefix,
+)
 from deepfake_stream.models.evaluation import score_model
-from deepfake_stream.models.operating_points import choose_threshold
 from deepfake_stream.models.registry import load_registry
 from deepfake_stream.models.smollm import cache_root
+from deepfake_stream.text import word_count
 
 PREFIXES = (50, 100)
-
-
-def words(text: str) -> int:
-    return len(text.split())
 
 
 def scores_for(model_id: str, texts: list[str]) -> np.ndarray:
@@ -74,26 +80,23 @@ def scores_for(model_id: str, texts: list[str]) -> np.ndarray:
     return np.array(scores)
 
 
-def thresholds(
-    human: np.ndarray, human_words: np.ndarray, prefixes: np.ndarray, fpr: float, min_words: int
-) -> dict[str, float]:
-    """Both rules' thresholds from one fitting side's human scores, chosen as ``calibrate``
-    chooses them."""
-    long = human_words >= min_words
-    short = np.concatenate([human[~long], prefixes])
-    return {
-        "one": choose_threshold(human, fpr),
-        "long": choose_threshold(human[long], fpr),
-        "short": choose_threshold(short, fpr),
-    }
+RULES = ("one", "two", "capped")
 
 
-def flagged(
-    scores: np.ndarray, n_words: np.ndarray, thr: dict[str, float], min_words: int
-) -> dict[str, np.ndarray]:
+def fit(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    lengths: Lengths,
+    domains: np.ndarray,
+    fpr: float,
+) -> dict[str, dict[str, Any]]:
+    """Each rule's point from one fitting side, chosen as ``calibrate`` chooses it: ``one``
+    threshold, ``two`` (short texts' own), and ``two`` ``capped`` per domain."""
+    target = {"point": fpr}
     return {
-        "one": scores >= thr["one"],
-        "two": np.where(n_words >= min_words, scores >= thr["long"], scores >= thr["short"]),
+        "one": choose_points(labels, scores, target)["point"],
+        "two": choose_points(labels, scores, target, lengths)["point"],
+        "capped": choose_points(labels, scores, target, lengths, domains)["point"],
     }
 
 
@@ -117,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     texts = [e.text for s in sets for e in s.examples]
     # The prefixes: of every human text at least min_words long, per set (for cross-set fits).
     long_humans = [
-        [e.text for e in s.examples if e.label == 0 and words(e.text) >= min_words] for s in sets
+        [e.text for e in s.examples if e.label == 0 and word_count(e.text) >= min_words]
+        for s in sets
     ]
     prefix_texts = [prefix(t, k) for hs in long_humans for k in PREFIXES for t in hs]
     all_scores = scores_for(args.model, texts + prefix_texts)
@@ -130,35 +134,54 @@ def main(argv: list[str] | None = None) -> int:
         prefix_scores.append(all_scores[at : at + len(PREFIXES) * len(hs)])
         at += len(PREFIXES) * len(hs)
     labels = [np.array([e.label for e in s.examples]) for s in sets]
-    n_words = [np.array([words(e.text) for e in s.examples]) for s in sets]
+    n_words = [np.array([word_count(e.text) for e in s.examples]) for s in sets]
     domains = [np.array([str(e.fields.get("domain") or "-") for e in s.examples]) for s in sets]
 
-    def fit(on: list[int]) -> dict[str, float]:
-        human = np.concatenate([per_set[i][labels[i] == 0] for i in on])
-        hw = np.concatenate([n_words[i][labels[i] == 0] for i in on])
-        return thresholds(
-            human, hw, np.concatenate([prefix_scores[i] for i in on]), args.fpr, min_words
+    # A domain is one of one set: two sets' "news" are different writers.
+    keyed = [np.array([f"{s.name}/{d}" for d in ds]) for s, ds in zip(sets, domains, strict=True)]
+
+    def fit_on(on: list[int]) -> dict[str, dict[str, Any]]:
+        lengths = Lengths(
+            np.concatenate([n_words[i] for i in on]),
+            min_words,
+            np.concatenate([prefix_scores[i] for i in on]),
+        )
+        return fit(
+            np.concatenate([labels[i] for i in on]),
+            np.concatenate([per_set[i] for i in on]),
+            lengths,
+            np.concatenate([keyed[i] for i in on]),
+            args.fpr,
         )
 
     lines = sys.stderr if args.json else sys.stdout  # --json: stdout holds only the JSON
     out: dict[str, Any] = {"model": args.model, "min_words": min_words, "target_fpr": args.fpr}
-    pooled = fit(list(range(len(sets))))
-    out["pooled_thresholds"] = pooled
+    pooled = fit_on(list(range(len(sets))))
+    out["pooled_points"] = pooled
     print(
         f"{args.model}: min_words {min_words}, target FPR {args.fpr:.1%}; pooled thresholds "
-        + ", ".join(f"{k} {v:.4f}" for k, v in pooled.items()),
+        + ", ".join(
+            f"{rule} {p['threshold']:.4f}"
+            + (f" / short {p['short_threshold']:.4f}" if "short_threshold" in p else "")
+            for rule, p in pooled.items()
+        ),
         file=lines,
     )
+    columns = [f"{k} {rule}" for k in ("FPR", "TPR") for rule in RULES]
     print(
         f"{'fit':6} {'set / domain':34} {'n human':>7} {'short':>6}  "
-        + " ".join(f"{c:>8}" for c in ("FPR one", "FPR two", "TPR one", "TPR two")),
+        + " ".join(f"{c:>10}" for c in columns),
         file=lines,
     )
     for how in ("pooled", "cross"):
         out[how] = {}
         for i, s in enumerate(sets):
-            thr = pooled if how == "pooled" else fit([j for j in range(len(sets)) if j != i])
-            flags = flagged(per_set[i], n_words[i], thr, min_words)
+            points = pooled if how == "pooled" else fit_on([j for j in range(len(sets)) if j != i])
+            own = Lengths(n_words[i], min_words, np.empty(0))
+            flags = {
+                rule: per_set[i] >= point_thresholds(p, own, per_set[i].size)
+                for rule, p in points.items()
+            }
             groups = {s.name: np.ones(len(labels[i]), bool)}
             groups.update({f"  {g}": domains[i] == g for g in sorted(set(domains[i]))})
             for name, m in groups.items():
@@ -170,15 +193,15 @@ def main(argv: list[str] | None = None) -> int:
                         f"{k}_{rule}": round(float(flags[rule][m][y == v].mean()), 4)
                         if (y == v).any()
                         else None
-                        for rule in ("one", "two")
                         for k, v in (("fpr", 0), ("tpr", 1))
+                        for rule in RULES
                     },
                 }
                 out[how][name.strip()] = row
                 print(
                     f"{how:6} {name:34} {row['n_human']:7} {row['short_share']:6.0%}  "
                     + " ".join(
-                        f"{row[c]:8.1%}" for c in ("fpr_one", "fpr_two", "tpr_one", "tpr_two")
+                        f"{row[f'{k}_{rule}']:10.1%}" for k in ("fpr", "tpr") for rule in RULES
                     ),
                     file=lines,
                 )

@@ -9,7 +9,9 @@ short human texts plus the first 50 and 100 words of the others (their scores ar
 It measures FPR and TPR at each, fits the confidence bands (score regions whose verdicts
 were right >= 99% / >= 90% of the time), measures where quality falls off with length
 (AUROC of the first k words: min_words), and writes all of it, with the data it was
-measured on, into the model's registry entry.
+measured on, into the model's registry entry. Each threshold is then raised where a domain
+of a set (its "domain" field) would have more than --domain-fpr-factor times the target of its
+human texts flagged: a pooled 1% can hide one domain's writers at 8%.
 
 With fewer human texts than 1/target, a target FPR cannot be measured, only bounded: the
 FPR is reported with its 95% upper bound and n. Figures per set and domain use thresholds
@@ -42,7 +44,7 @@ from deepfake_stream.models.calibration import (
 )
 from deepfake_stream.models.dataset import DEFAULT_SEED
 from deepfake_stream.models.evaluation import score_model
-from deepfake_stream.models.operating_points import TARGETS
+from deepfake_stream.models.operating_points import DOMAIN_FPR_FACTOR, TARGETS
 from deepfake_stream.models.registry import DEFAULT_REGISTRY, load_registry
 from deepfake_stream.models.registry_write import write_model
 from deepfake_stream.text import word_count
@@ -73,6 +75,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=TARGETS["balanced"],
         help="target FPR of the default operating point, balanced (default 0.01)",
+    )
+    parser.add_argument(
+        "--domain-fpr-factor",
+        type=float,
+        default=DOMAIN_FPR_FACTOR,
+        metavar="K",
+        help="no domain's human texts flagged at more than K times a point's target, where a "
+        f"domain has enough of them to measure it; 0 turns it off (default {DOMAIN_FPR_FACTOR:g})",
     )
     parser.add_argument(
         "--per-cell",
@@ -109,6 +119,9 @@ def _command_line() -> str:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if not 0.0 < args.target_fpr < 1.0:
         print("calibrate: --target-fpr must be in (0, 1)", file=sys.stderr)
+        return 2
+    if args.domain_fpr_factor < 0:
+        print("calibrate: --domain-fpr-factor must be at least 0 (0: no cap)", file=sys.stderr)
         return 2
     registry_path = settings.models.config or DEFAULT_REGISTRY
     prefixes = sorted({int(k) for k in args.length_prefixes.split(",") if k.strip()})
@@ -175,7 +188,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             )
             for i in range(len(sets))
         ]
-        report = analyse(sets, per_set, balanced_target=args.target_fpr, lengths=lengths)
+        report = analyse(
+            sets,
+            per_set,
+            balanced_target=args.target_fpr,
+            lengths=lengths,
+            domain_factor=args.domain_fpr_factor,
+        )
         report["length"] = length
         report["length"]["data"] = length_set.name
         report.update(

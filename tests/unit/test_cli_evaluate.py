@@ -157,6 +157,14 @@ def test_models_size_counts_the_weights_that_come_from_packages() -> None:
     assert " (0.0 MB)" not in proc.stdout
 
 
+def test_calibrate_refuses_a_negative_domain_factor() -> None:
+    proc = _cli(
+        "calibrate", "--model", "tiny-tfidf", "--data", str(DATA), "--domain-fpr-factor", "-1",
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "--domain-fpr-factor must be at least 0" in proc.stderr
+
+
 @pytest.mark.slow
 def test_calibrate_writes_operating_points_whose_fpr_holds_on_the_file(tmp_path: Path) -> None:
     registry = tmp_path / "models.yaml"
@@ -178,6 +186,7 @@ def test_calibrate_writes_operating_points_whose_fpr_holds_on_the_file(tmp_path:
     for name, point in entry["operating_points"].items():
         assert point["fpr"] <= point["target_fpr"]  # 12 human texts: zero false positives
         assert point["fpr_upper_95"] > point["target_fpr"]  # and too few to measure it
+        assert point["max_domain_fpr"] == pytest.approx(2 * point["target_fpr"])
         ev = _cli(
             "evaluate", "--model", "tiny-tfidf", "--data", str(DATA), "--json",
             "--operating-point", name, "--models-config", str(registry),

@@ -356,3 +356,54 @@ def test_calibration_chooses_a_short_texts_threshold_on_short_humans_and_prefixe
     entry = {"operating_points": fields, "default_operating_point": "balanced", "min_words": 150}
     spec = _registry(**entry).models["m"]  # the registry reads what calibrate writes
     assert decide(0.99, spec, words=40).threshold == point["short_threshold"]
+
+
+def test_calibration_holds_every_domain_to_a_cap_of_twice_the_target() -> None:
+    from deepfake_stream.models.calibration import Lengths, choose_points, registry_fields
+
+    rng = np.random.default_rng(1)
+    # A large domain scores low; a small one (200 human texts) sits higher: at the pooled 1%
+    # point most of the flagged human texts are its own.
+    domains = np.r_[np.full(1800, "set/a"), np.full(200, "set/b"), np.full(1000, "set/a")]
+    labels = np.r_[np.zeros(2000, int), np.ones(1000, int)]
+    scores = np.r_[
+        rng.uniform(0.0, 0.6, 1800), rng.uniform(0.3, 0.8, 200), rng.uniform(0.5, 1, 1000)
+    ]
+    target = {"balanced": 0.01}
+    plain = choose_points(labels, scores, target)["balanced"]
+    capped = choose_points(labels, scores, target, domains=domains)["balanced"]
+    b_human = scores[2000 - 200 : 2000]
+    assert (b_human >= plain["threshold"]).mean() > 0.02  # the pooled point hides domain b
+    assert capped["max_domain_fpr"] == 0.02
+    assert capped["threshold"] == choose_threshold(b_human, 0.02) > plain["threshold"]
+    assert (b_human >= capped["threshold"]).mean() <= 0.02
+    assert capped["fpr"] <= plain["fpr"] and capped["tpr"] <= plain["tpr"]
+    # A domain too small to measure the cap (under 1 / cap human texts) does not move it.
+    few = np.r_[np.full(1960, "set/a"), np.full(40, "set/b"), np.full(1000, "set/a")]
+    a_human = scores[:1960]
+    assert choose_points(labels, scores, target, domains=few)["balanced"]["threshold"] == max(
+        plain["threshold"], choose_threshold(a_human, 0.02)
+    )
+    # 0 turns it off; with short texts' thresholds each is held to the cap on its own texts.
+    off = choose_points(labels, scores, target, domains=domains, domain_factor=0)["balanced"]
+    assert off["threshold"] == plain["threshold"] and "max_domain_fpr" not in off
+    words = np.r_[np.full(1800, 300), np.full(200, 40), np.full(1000, 300)]
+    two = choose_points(
+        labels, scores, target, Lengths(words, 150, rng.uniform(0, 0.6, 400)), domains
+    )["balanced"]
+    assert two["short_threshold"] >= choose_threshold(b_human, 0.02)
+    assert (b_human >= two["short_threshold"]).mean() <= 0.02
+    assert two["threshold"] == choose_threshold(scores[:1800], 0.01)  # domain a alone: no cap
+    report = {
+        "operating_points": {"balanced": capped},
+        "confidence": {},
+        "measured_at": "2026-12-06",
+        "model_version": "1",
+        "data": [],
+        "command": "calibrate",
+        "length": {"min_words": 150},
+    }
+    fields = registry_fields(report)["operating_points"]["balanced"]
+    assert fields["max_domain_fpr"] == 0.02
+    entry = {"operating_points": {"balanced": fields}, "default_operating_point": "balanced"}
+    assert _registry(**entry).models["m"].operating_points["balanced"].max_domain_fpr == 0.02
