@@ -47,6 +47,9 @@ class DetectorSpec:
     members: tuple[DetectorSpec, ...] = ()
     """For composite kinds (``options.members``): the members' specs, resolved in the same
     registry as this one, so ``--models-config`` governs the members too."""
+    calibrated_numerics: str | None = None
+    """The numerics its operating points were calibrated with (``calibration.numerics``,
+    written by ``calibrate`` for detectors whose scores depend on the CPU's kernels)."""
 
 
 @runtime_checkable
@@ -81,6 +84,10 @@ class BaseDetector:
     acquires its members) overrides :meth:`load_model` and :meth:`unload_model` instead.
     """
 
+    numerics: str | None = None
+    """What its scores depend on beyond its artifact (the int8 kernels of the machine), once
+    loaded; None: nothing, a score is the same on any machine."""
+
     def __init__(self, spec: DetectorSpec) -> None:
         self.spec = spec
         self.ready = False
@@ -99,6 +106,7 @@ class BaseDetector:
             "version": self.version,
             "device": self.spec.device,
             "ready": self.ready,
+            **({"numerics": self.numerics} if self.numerics else {}),
         }
 
     async def load(self) -> None:

@@ -384,6 +384,8 @@ def registry_fields(report: dict[str, Any]) -> dict[str, Any]:
             "command": report["command"],
         },
     }
+    if report.get("numerics"):  # thresholds hold on machines with these kernels
+        fields["calibration"]["numerics"] = report["numerics"]
     if report["length"]["min_words"] is not None:  # unmeasurable: keep the registry's value
         fields["min_words"] = report["length"]["min_words"]
     return _round_floats(fields)
@@ -403,6 +405,11 @@ def model_card(model_id: str, report: dict[str, Any]) -> str:
     out = [f"#### `{model_id}` ({report['model_version']}, measured {report['measured_at']})", ""]
     out.append(f"`{report['command']}`")
     out.append("")
+    if report.get("numerics"):
+        out += [
+            f"Scored on: {report['numerics']} (the thresholds hold where it runs on these).",
+            "",
+        ]
     out.append(
         "| operating point | target FPR | threshold | FPR (95% upper) | TPR | n human / AI |"
     )

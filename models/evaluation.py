@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -34,6 +34,16 @@ def raw_scores(detector: Detector, config: ModelConfig, texts: Sequence[str]) ->
     return [s.score for s in detector.predict_batch(list(texts))]
 
 
+class Scored(NamedTuple):
+    scores: list[float]
+    texts_per_s: float
+    version: str
+    """The detector's version, as its verdicts carry it."""
+    numerics: str | None
+    """:attr:`~deepfake_stream.models.base.BaseDetector.numerics`: the machine's kernels the
+    scores depend on (None: none)."""
+
+
 async def _score(
     model_id: str,
     registry: Registry,
@@ -41,7 +51,7 @@ async def _score(
     batch_size: int,
     progress: bool,
     scorer: Scorer,
-) -> tuple[list[float], float, str]:
+) -> Scored:
     config = registry.resolve(model_id)
     detector = build_detector(config.spec())
     await detector.load()
@@ -55,7 +65,7 @@ async def _score(
             progress=progress,
             desc=model_id,
         )
-        return scores.tolist(), per_s, detector.version
+        return Scored(scores.tolist(), per_s, detector.version, getattr(detector, "numerics", None))
     finally:
         await detector.unload()
 
@@ -68,9 +78,9 @@ def score_model(
     batch_size: int = 64,
     progress: bool = True,
     scorer: Scorer = raw_scores,
-) -> tuple[list[float], float, str]:
-    """(scores, texts per second, model version) of ``texts``, loaded as a worker loads the
-    model and scored by ``scorer``."""
+) -> Scored:
+    """The scores of ``texts``, loaded as a worker loads the model and scored by ``scorer``,
+    with texts per second, the model version and its numerics."""
     config = registry.resolve(model_id)
     return asyncio.run(_score(config.model_id, registry, texts, batch_size, progress, scorer))
 
@@ -126,7 +136,7 @@ def evaluate(
     config = registry.resolve(model_id)
     point, threshold = resolve_operating_point(config, operating_point)
     examples = select(load_labelled(data_path), split, seed=seed)
-    scores, per_s, version = score_model(
+    scores, per_s, version, _ = score_model(
         config.model_id,
         [e.text for e in examples],
         registry=registry,

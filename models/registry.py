@@ -106,6 +106,7 @@ class ModelConfig:
             device=device,
             options=dict(self.options),
             members=tuple(m.spec(device) for m in self.members),
+            calibrated_numerics=(self.calibration or {}).get("numerics"),
         )
 
 

@@ -11,12 +11,19 @@ repeatable, so a detector records the sha256 of ``model.bin`` it was fitted on a
 any other (a different CTranslate2 or transformers could convert differently, and the
 statistics a detector was standardised on would no longer be the ones it reads). The
 converted model holds tensors and a graph description, no code to run.
+
+The same converted model scores differently on different CPUs: CTranslate2 runs its int8
+matrix products on Intel MKL on an Intel CPU and on oneDNN elsewhere (its own rule, which
+``CT2_USE_MKL`` overrides), and their roundings differ (measured on an AMD EPYC: oneDNN's
+scores differ from MKL's by up to 0.16, median 0.005). Thresholds near 1 feel that, so
+``calibrate`` records :func:`int8_numerics` and a detector warns where it runs on others.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -34,6 +41,33 @@ from deepfake_stream.models.smollm import cache_root, checkpoint, file_sha256
 log = logging.getLogger(__name__)
 
 SEPARATOR = "<|endoftext|>"
+
+
+def _cpu() -> tuple[str, set[str]]:
+    """The CPU's vendor and flags (/proc/cpuinfo; unknown elsewhere)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown", set()
+    fields = dict(
+        (k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in info.splitlines())
+    )
+    return fields.get("vendor_id", "unknown"), set(fields.get("flags", "").split())
+
+
+def int8_numerics(device: str = "cpu") -> str:
+    """Which int8 kernels CTranslate2 scores with here: on a CPU, Intel MKL where the vendor
+    is GenuineIntel or ``CT2_USE_MKL`` is true, else oneDNN (CTranslate2's rule,
+    src/cpu/backend.cc), with the vendor and the widest vector extension, whose kernels round
+    differently; on a GPU, the device. Two machines with the same answer give the same
+    scores; two with different answers need a calibration each."""
+    if device != "cpu":
+        return f"CTranslate2 int8 on {device}"
+    vendor, flags = _cpu()
+    env = os.environ.get("CT2_USE_MKL", "").strip().lower()
+    mkl = env in {"1", "true", "on", "yes"} if env else vendor == "GenuineIntel"
+    isa = next((x for x in ("avx512f", "avx2", "avx") if x in flags), "sse")
+    return f"{'MKL' if mkl else 'oneDNN'} int8, {vendor}, {isa.upper()}"
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -94,6 +128,8 @@ class TextStatistics:
     max_batch: int = 16
     digest: str = ""
     """sha256 of the converted ``model.bin``."""
+    numerics: str = ""
+    """:func:`int8_numerics` of the device it runs on: what its scores depend on."""
 
     NAMES = ("cache_gain", "log_p")
 
@@ -162,4 +198,5 @@ def load_text_statistics(
         max_tokens=max_tokens,
         max_batch=max_batch,
         digest=file_sha256(path / "model.bin"),
+        numerics=int8_numerics(device),
     )

@@ -47,7 +47,7 @@ def score_all(models: list[str], texts: list[str]) -> dict[str, np.ndarray]:
     registry = load_with_retired()
     out = {}
     for model in models:
-        scores, _, _ = score_model(
+        scores, _, _, _ = score_model(
             model,
             texts,
             registry=registry,

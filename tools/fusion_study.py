@@ -92,7 +92,7 @@ def tfidf_logits(texts: list[str]) -> np.ndarray:
     from deepfake_stream.models.registry import load_registry
 
     settings = Settings()
-    scores, _, _ = score_model(
+    scores, _, _, _ = score_model(
         "tiny-tfidf",
         texts,
         registry=load_registry(settings.models.config),

@@ -67,7 +67,7 @@ def scores_for(model_id: str, texts: list[str]) -> np.ndarray:
     if path.is_file():
         doc = json.loads(path.read_text())
         return np.array(doc["scores"])
-    scores, per_s, version = score_model(
+    scores, per_s, version, _ = score_model(
         model_id,
         texts,
         registry=registry,

@@ -152,7 +152,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     for model_id in args.model:
         registry = load_registry(registry_path, default_model=settings.models.default)
         config = registry.resolve(model_id)
-        scores, per_s, version = score_model(
+        scores, per_s, version, numerics = score_model(
             config.model_id,
             texts,
             registry=registry,
@@ -199,6 +199,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         report["length"]["data"] = length_set.name
         report.update(
             model_version=version,
+            numerics=numerics,
             measured_at=datetime.now(UTC).date().isoformat(),
             command=_command_line(),
             texts_per_s=round(per_s, 2),

@@ -168,6 +168,19 @@ class FusionDetector(BaseDetector):
                 "ctranslate2 or transformers converts differently; retrain it "
                 f"(deepfake-stream train --model {self.spec.model_id})"
             )
+        calibrated = self.spec.calibrated_numerics
+        if calibrated and calibrated != lm.numerics:
+            log.warning(
+                "%s: its thresholds were calibrated where SmolLM2 ran on %s; here it runs on "
+                "%s, whose scores differ (README, 'Scores depend on the CPU'), so the model "
+                "card's FPRs do not hold here: re-calibrate on this kind of machine "
+                "(make quality) or match the kernels (CT2_USE_MKL=1 selects MKL; slower on "
+                "AMD)",
+                self.spec.model_id,
+                calibrated,
+                lm.numerics,
+            )
+        self.numerics = lm.numerics
         # Shared: a worker that also serves the member holds one copy of it, not two.
         member = await SHARED.acquire(self.spec.members[0])
         if fit.members[member.spec.model_id] != member.version:

@@ -65,7 +65,7 @@ def test_evaluate_flags_each_text_at_the_threshold_its_verdict_takes() -> None:
     result = evaluate("tiny-tfidf", DATA, registry=registry, progress=False, scorer=scorer)
     examples = load_labelled(DATA)
     texts = [e.text for e in examples]
-    scores, _, _ = score_model(
+    scores, _, _, _ = score_model(
         "tiny-tfidf", texts, registry=registry, progress=False, scorer=scorer
     )
     flagged = np.array(

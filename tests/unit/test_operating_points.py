@@ -407,3 +407,26 @@ def test_calibration_holds_every_domain_to_a_cap_of_twice_the_target() -> None:
     assert fields["max_domain_fpr"] == 0.02
     entry = {"operating_points": {"balanced": fields}, "default_operating_point": "balanced"}
     assert _registry(**entry).models["m"].operating_points["balanced"].max_domain_fpr == 0.02
+
+
+def test_calibrate_records_the_numerics_its_scores_depend_on() -> None:
+    from deepfake_stream.models.calibration import model_card, registry_fields
+
+    point = {"threshold": 0.9, "target_fpr": 0.01, "fpr": 0.0, "fpr_upper_95": 0.03}
+    point |= {"tpr": 0.5, "n_human": 100, "n_ai": 100}
+    report: dict = {
+        "operating_points": {"balanced": point},
+        "confidence": {"precision": {}, "n": {}}
+        | {k: None for k in ("ai_high", "ai_medium", "human_high", "human_medium")},
+        "measured_at": "2026-12-06",
+        "model_version": "1",
+        "data": [],
+        "command": "calibrate",
+        "length": {"min_words": 150, "n": 0, "auroc_by_prefix_words": {}, "auroc_full": None},
+        "per_set": {},
+        "cross_set": {},
+    }
+    assert "numerics" not in registry_fields(report)["calibration"]  # tiny-tfidf: none
+    report["numerics"] = "oneDNN int8, AuthenticAMD, AVX2"
+    assert registry_fields(report)["calibration"]["numerics"] == report["numerics"]
+    assert "Scored on: oneDNN int8, AuthenticAMD, AVX2" in model_card("m", report)
