@@ -316,6 +316,22 @@ def test_dataset_keeps_other_fields(tmp_path: Path) -> None:
     assert row.fields == {"label": 0, "domain": "news", "n": 3}
 
 
+def _report(points: dict[str, dict]) -> dict:
+    """A calibrate report with ``points`` and nothing measured beside them."""
+    return {
+        "operating_points": points,
+        "confidence": {"precision": {}, "n": {}}
+        | {k: None for k in ("ai_high", "ai_medium", "human_high", "human_medium")},
+        "measured_at": "2026-12-06",
+        "model_version": "1",
+        "data": [],
+        "command": "calibrate",
+        "length": {"min_words": 150, "n": 0, "auroc_by_prefix_words": {}, "auroc_full": None},
+        "per_set": {},
+        "cross_set": {},
+    }
+
+
 def test_calibration_chooses_a_short_texts_threshold_on_short_humans_and_prefixes() -> None:
     from deepfake_stream.models.calibration import Lengths, choose_points, registry_fields
 
@@ -341,15 +357,7 @@ def test_calibration_chooses_a_short_texts_threshold_on_short_humans_and_prefixe
     assert "short_threshold" not in few["strict"]
     assert few["strict"]["threshold"] == choose_threshold(scores[labels == 0], 0.001)
     # What calibrate writes: the short fields only where they were chosen.
-    report = {
-        "operating_points": {"balanced": point, "strict": few["strict"]},
-        "confidence": {},
-        "measured_at": "2026-12-06",
-        "model_version": "1",
-        "data": [],
-        "command": "calibrate",
-        "length": {"min_words": 150},
-    }
+    report = _report({"balanced": point, "strict": few["strict"]})
     fields = registry_fields(report)["operating_points"]
     assert fields["balanced"]["short_threshold"] == point["short_threshold"]
     assert "short_threshold" not in fields["strict"]
@@ -394,15 +402,7 @@ def test_calibration_holds_every_domain_to_a_cap_of_twice_the_target() -> None:
     assert two["short_threshold"] >= choose_threshold(b_human, 0.02)
     assert (b_human >= two["short_threshold"]).mean() <= 0.02
     assert two["threshold"] == choose_threshold(scores[:1800], 0.01)  # domain a alone: no cap
-    report = {
-        "operating_points": {"balanced": capped},
-        "confidence": {},
-        "measured_at": "2026-12-06",
-        "model_version": "1",
-        "data": [],
-        "command": "calibrate",
-        "length": {"min_words": 150},
-    }
+    report = _report({"balanced": capped})
     fields = registry_fields(report)["operating_points"]["balanced"]
     assert fields["max_domain_fpr"] == 0.02
     entry = {"operating_points": {"balanced": fields}, "default_operating_point": "balanced"}
@@ -414,18 +414,7 @@ def test_calibrate_records_the_numerics_its_scores_depend_on() -> None:
 
     point = {"threshold": 0.9, "target_fpr": 0.01, "fpr": 0.0, "fpr_upper_95": 0.03}
     point |= {"tpr": 0.5, "n_human": 100, "n_ai": 100}
-    report: dict = {
-        "operating_points": {"balanced": point},
-        "confidence": {"precision": {}, "n": {}}
-        | {k: None for k in ("ai_high", "ai_medium", "human_high", "human_medium")},
-        "measured_at": "2026-12-06",
-        "model_version": "1",
-        "data": [],
-        "command": "calibrate",
-        "length": {"min_words": 150, "n": 0, "auroc_by_prefix_words": {}, "auroc_full": None},
-        "per_set": {},
-        "cross_set": {},
-    }
+    report = _report({"balanced": point})
     assert "numerics" not in registry_fields(report)["calibration"]  # tiny-tfidf: none
     report["numerics"] = "oneDNN int8, AuthenticAMD, AVX2"
     assert registry_fields(report)["calibration"]["numerics"] == report["numerics"]
