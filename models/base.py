@@ -55,6 +55,10 @@ class DetectorSpec:
 @runtime_checkable
 class Detector(Protocol):
     spec: DetectorSpec
+    numerics: str | None
+    """What its scores depend on beyond its artifact (e.g. the machine's int8 kernels), once
+    loaded; None: nothing known, a score is the same on any machine. ``calibrate`` records
+    it next to the thresholds, because they hold only where the scores do."""
 
     @property
     def ready(self) -> bool:

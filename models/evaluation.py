@@ -65,7 +65,7 @@ async def _score(
             progress=progress,
             desc=model_id,
         )
-        return Scored(scores.tolist(), per_s, detector.version, getattr(detector, "numerics", None))
+        return Scored(scores.tolist(), per_s, detector.version, detector.numerics)
     finally:
         await detector.unload()
 

@@ -75,6 +75,9 @@ class ModalDetector:
     touching the worker's own event loop (which must keep heartbeating to Kafka).
     """
 
+    numerics: str | None = None
+    """The remote app's machine scores; its kernels are not known here."""
+
     def __init__(
         self,
         spec: DetectorSpec,

@@ -15,6 +15,8 @@ from deepfake_stream.models.kinds import register_kind
 class EchoDetector:
     """Deterministic score from the text's hash; records every batch it saw."""
 
+    numerics: str | None = None
+
     def __init__(self, spec: DetectorSpec) -> None:
         self.spec = spec
         self.ready = False

@@ -25,6 +25,7 @@ class FakeDetector:
 
     spec = SPEC
     ready = True
+    numerics = None
     version = "1+sha256:000000000000"
 
     def __init__(self) -> None:

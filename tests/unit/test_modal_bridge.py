@@ -52,6 +52,7 @@ async def test_scores_in_order_and_reports_the_remote_version() -> None:
     d = ModalDetector(SPEC, settings(), connect=remote.connect())
     assert isinstance(d, Detector)
     assert not d.ready and d.version == "t1"
+    assert d.numerics is None  # the remote machine's kernels are not known here
     await d.load()
     try:
         assert d.ready
