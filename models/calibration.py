@@ -68,6 +68,17 @@ def _domain(example: Example) -> str:
     return value if isinstance(value, str) else "null"
 
 
+def set_domains(sets: Sequence[DataSet]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per set, each text's domain, and the same keyed by its set (``set/domain``): the cap
+    counts domains that way, because two sets' "news" are different writers."""
+    domains = [np.asarray([_domain(e) for e in s.examples], dtype=str) for s in sets]
+    keyed = [
+        np.asarray([f"{s.name}/{d}" for d in ds], dtype=str)
+        for s, ds in zip(sets, domains, strict=True)
+    ]
+    return domains, keyed
+
+
 def subsample(
     examples: Sequence[Example], per_cell: int, seed: int = DEFAULT_SEED
 ) -> list[Example]:
@@ -257,12 +268,7 @@ def analyse(
     labels = [np.asarray([e.label for e in s.examples]) for s in sets]
     arrays = [np.asarray(sc, dtype=np.float64) for sc in scores]
     all_y, all_s = np.concatenate(labels), np.concatenate(arrays)
-    domains = [np.asarray([_domain(e) for e in s.examples]) for s in sets]
-    # A domain is one of one set: two sets' "news" are different writers.
-    keyed = [
-        np.asarray([f"{s.name}/{d}" for d in ds], dtype=str)
-        for s, ds in zip(sets, domains, strict=True)
-    ]
+    domains, keyed = set_domains(sets)
 
     def joined(idx: Sequence[int]) -> Lengths | None:
         if lengths is None:

@@ -50,6 +50,7 @@ from deepfake_stream.models.calibration import (
     load_sets,
     point_thresholds,
     prefix,
+    set_domains,
 )
 from deepfake_stream.models.evaluation import score_model
 from deepfake_stream.models.registry import load_registry
@@ -135,10 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         at += len(PREFIXES) * len(hs)
     labels = [np.array([e.label for e in s.examples]) for s in sets]
     n_words = [np.array([word_count(e.text) for e in s.examples]) for s in sets]
-    domains = [np.array([str(e.fields.get("domain") or "-") for e in s.examples]) for s in sets]
-
-    # A domain is one of one set: two sets' "news" are different writers.
-    keyed = [np.array([f"{s.name}/{d}" for d in ds]) for s, ds in zip(sets, domains, strict=True)]
+    domains, keyed = set_domains(sets)
 
     def fit_on(on: list[int]) -> dict[str, dict[str, Any]]:
         lengths = Lengths(
