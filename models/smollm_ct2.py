@@ -28,6 +28,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,13 @@ class TextStatistics:
     max_chars: int
     max_tokens: int
     max_batch: int = 16
+    """Texts per forward call: 1 on a CPU (see ``parallel``), a batch on a GPU."""
+    parallel: int = 1
+    """Forward calls in flight at once. On a CPU, one call with every core's thread leaves
+    cores idle on a 128-token text, and a batch pads; one single-threaded replica per core
+    scoring a text each is faster (2 AMD EPYC cores, 64 texts: 6.7 texts/s against 4.1
+    one at a time and 5.3-5.6 in batches of 16), and a text's statistics then do not
+    depend on the texts scored beside it."""
     digest: str = ""
     """sha256 of the converted ``model.bin``."""
     numerics: str = ""
@@ -145,18 +153,28 @@ class TextStatistics:
         no tokens (the caller decides what an empty text scores)."""
         encoded = self.encode(texts)
         out = np.full((len(texts), len(self.NAMES)), np.nan)
-        # Length-sorted sub-batches keep padding small; CTranslate2's logits of a row do not
-        # depend on its batch (checked: identical alone and padded).
+        # One text per call on a CPU: there a padded row's logits move with its batch (oneDNN:
+        # mean log p by up to 0.015 nats on 160 dev texts), alone they do not. A GPU takes
+        # length-sorted sub-batches, which keep padding small.
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        for start in range(0, len(order), self.max_batch):
-            batch = [i for i in order[start : start + self.max_batch] if len(encoded[i]) > 1]
-            if not batch:
-                continue
+        order = [i for i in order if len(encoded[i]) > 1]
+        size = self.max_batch
+        batches = [order[at : at + size] for at in range(0, len(order), size)]
+
+        def score(batch: list[int]) -> None:
             logits = np.asarray(self.generator.forward_batch([encoded[i] for i in batch]))
             for row, i in zip(logits, batch, strict=True):
                 ids = encoded[i]
                 ll, prior, target = log_p_and_prior(row[: len(ids)], ids)
                 out[i] = (float(cache_gains(ll, prior, target).mean()), float(ll.mean()))
+
+        if self.parallel > 1 and len(batches) > 1:
+            # Each thread waits in CTranslate2 or numpy with the GIL released.
+            with ThreadPoolExecutor(self.parallel, thread_name_prefix="ct2") as pool:
+                list(pool.map(score, batches))
+        else:
+            for batch in batches:
+                score(batch)
         return out
 
 
@@ -185,9 +203,17 @@ def load_text_statistics(
     tokenizer = AutoTokenizer.from_pretrained(source)
     path = convert_int8(source, cache_dir)
     threads = int(num_threads) if num_threads else available_cores()
+    # On a CPU, one text per call and one single-threaded replica per core (see
+    # TextStatistics.parallel); a GPU takes whole batches in one call.
+    cpu = device == "cpu"
+    parallel = threads if cpu else 1
     try:
         generator = ctranslate2.Generator(
-            str(path), device=device, compute_type="int8", intra_threads=threads, inter_threads=1
+            str(path),
+            device=device,
+            compute_type="int8",
+            intra_threads=1 if cpu else threads,
+            inter_threads=parallel,
         )
     except (RuntimeError, ValueError) as exc:
         raise ModelUnavailable(f"CTranslate2 cannot run SmolLM2 on {device}: {exc}") from exc
@@ -196,7 +222,8 @@ def load_text_statistics(
         tokenizer=tokenizer,
         max_chars=max_chars,
         max_tokens=max_tokens,
-        max_batch=max_batch,
+        max_batch=1 if cpu else max_batch,
+        parallel=parallel,
         digest=file_sha256(path / "model.bin"),
         numerics=int8_numerics(device),
     )

@@ -123,12 +123,18 @@ def cache_gains(
     words and beyond the text repeating itself: human writing that is predictable for those
     reasons (a student essay repeating its own words) does not look like AI text on this
     statistic."""
-    seen: dict[int, int] = {}
-    before = np.empty(len(ids))
-    for t, token in enumerate(np.asarray(ids, dtype=np.int64).tolist()):
-        before[t] = seen.get(token, 0)
-        seen[token] = seen.get(token, 0) + 1
-    prior = (before + alpha * np.exp(prior_ll)) / (np.arange(len(ids)) + alpha)
+    # How often each token occurred before it: its rank among equal ids in a stable sort
+    # (vectorised: a Python loop here cost a third of the time CTranslate2's pass takes).
+    tokens = np.asarray(ids, dtype=np.int64)
+    n = len(tokens)
+    order = np.argsort(tokens, kind="stable")
+    ranked = tokens[order]
+    first = np.ones(n, dtype=bool)
+    first[1:] = ranked[1:] != ranked[:-1]
+    start = np.maximum.accumulate(np.where(first, np.arange(n), 0)) if n else first
+    before = np.empty(n)
+    before[order] = np.arange(n) - start
+    prior = (before + alpha * np.exp(prior_ll)) / (np.arange(n) + alpha)
     return np.asarray(ll - np.log(prior))
 
 

@@ -117,7 +117,8 @@ def read_statistics(
 
 class FusionDetector(BaseDetector):
     """Detector kind ``fusion`` (registry options: ``members``, one registered model id;
-    ``max_batch``, ``num_threads``, ``cache_dir``)."""
+    ``max_batch``, texts per SmolLM2 call on a GPU (a CPU scores one per call, a call per
+    core at once); ``num_threads``, ``cache_dir``)."""
 
     def __init__(self, spec: DetectorSpec) -> None:
         if len(spec.members) != 1:

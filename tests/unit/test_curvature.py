@@ -107,6 +107,17 @@ def test_cache_gain_discounts_a_text_repeating_its_own_words() -> None:
     assert f_rep["win_cache_gain_max"] < f_fresh["win_cache_gain_max"]
 
 
+def test_cache_gain_counts_each_token_among_those_before_it() -> None:
+    # Mixed repeats, in any order: the prior's count is the number of earlier equal tokens.
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 6, size=200)
+    ll, prior_ll = rng.normal(-3, 1, size=200), rng.normal(-5, 1, size=200)
+    before = [int((ids[:t] == ids[t]).sum()) for t in range(200)]
+    expected = ll - np.log((np.array(before) + 10 * np.exp(prior_ll)) / (np.arange(200) + 10))
+    np.testing.assert_array_equal(cache_gains(ll, prior_ll, ids), expected)
+    assert cache_gains(np.array([]), np.array([]), np.array([])).shape == (0,)
+
+
 def test_empty_text_gives_zeros(tiny_lm) -> None:  # type: ignore[no-untyped-def]
     feats = WindowStatistics(tiny_lm, CharTokenizer()).features(["", "ok then"])
     assert np.isfinite(feats).all() and feats[0].tolist() == [0.0] * len(FEATURES)
