@@ -134,6 +134,10 @@ class TextStatistics:
     scoring a text each is faster (2 AMD EPYC cores, 64 texts: 6.7 texts/s against 4.1
     one at a time and 5.3-5.6 in batches of 16), and a text's statistics then do not
     depend on the texts scored beside it."""
+    lone: Any = None
+    """A replica with every core's threads, for a call that scores one text (a quiet
+    stream): alone, a single-threaded replica would leave the other cores idle (threads do
+    not change the logits: checked, identical)."""
     digest: str = ""
     """sha256 of the converted ``model.bin``."""
     numerics: str = ""
@@ -161,8 +165,8 @@ class TextStatistics:
         size = self.max_batch
         batches = [order[at : at + size] for at in range(0, len(order), size)]
 
-        def score(batch: list[int]) -> None:
-            logits = np.asarray(self.generator.forward_batch([encoded[i] for i in batch]))
+        def score(batch: list[int], generator: Any) -> None:
+            logits = np.asarray(generator.forward_batch([encoded[i] for i in batch]))
             for row, i in zip(logits, batch, strict=True):
                 ids = encoded[i]
                 ll, prior, target = log_p_and_prior(row[: len(ids)], ids)
@@ -171,10 +175,10 @@ class TextStatistics:
         if self.parallel > 1 and len(batches) > 1:
             # Each thread waits in CTranslate2 or numpy with the GIL released.
             with ThreadPoolExecutor(self.parallel, thread_name_prefix="ct2") as pool:
-                list(pool.map(score, batches))
+                list(pool.map(lambda b: score(b, self.generator), batches))
         else:
             for batch in batches:
-                score(batch)
+                score(batch, self.lone or self.generator)
         return out
 
 
@@ -215,6 +219,13 @@ def load_text_statistics(
             intra_threads=1 if cpu else threads,
             inter_threads=parallel,
         )
+        lone = (
+            ctranslate2.Generator(
+                str(path), device=device, compute_type="int8", intra_threads=threads
+            )
+            if parallel > 1
+            else None
+        )
     except (RuntimeError, ValueError) as exc:
         raise ModelUnavailable(f"CTranslate2 cannot run SmolLM2 on {device}: {exc}") from exc
     return TextStatistics(
@@ -224,6 +235,7 @@ def load_text_statistics(
         max_tokens=max_tokens,
         max_batch=1 if cpu else max_batch,
         parallel=parallel,
+        lone=lone,
         digest=file_sha256(path / "model.bin"),
         numerics=int8_numerics(device),
     )

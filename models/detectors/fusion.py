@@ -59,6 +59,11 @@ class Standardisation:
     """sha256 of the CTranslate2 int8 ``model.bin`` the statistics came from."""
     members: dict[str, str]
     """Member model id → the version fitted against."""
+    numerics: str | None = None
+    """The int8 kernels the statistics were read with (:func:`~deepfake_stream.models.
+    smollm_ct2.int8_numerics`): on other kernels their mean and spread differ (on one AMD
+    machine, MKL's mean ``cache_gain`` of 60 human texts 7.08 against oneDNN's 7.94). None
+    in files written before it was recorded."""
 
     def fused(self, x: np.ndarray) -> np.ndarray:
         """The sum of standardised statistics of each row of ``x`` (columns: ``names``).
@@ -78,6 +83,7 @@ class Standardisation:
             "options": dict(self.options),
             "weights_sha256": self.weights_sha256,
             "members": dict(self.members),
+            **({"numerics": self.numerics} if self.numerics else {}),
         }
 
     @classmethod
@@ -98,6 +104,7 @@ class Standardisation:
             options=dict(doc["options"]),
             weights_sha256=str(doc["weights_sha256"]),
             members=dict(doc["members"]),
+            numerics=doc.get("numerics"),
         )
 
 
@@ -169,18 +176,23 @@ class FusionDetector(BaseDetector):
                 "ctranslate2 or transformers converts differently; retrain it "
                 f"(deepfake-stream train --model {self.spec.model_id})"
             )
-        calibrated = self.spec.calibrated_numerics
-        if calibrated and calibrated != lm.numerics:
-            log.warning(
-                "%s: its thresholds were calibrated where SmolLM2 ran on %s; here it runs on "
-                "%s, whose scores differ (README, 'Scores depend on the CPU'), so the model "
-                "card's FPRs do not hold here: re-calibrate on this kind of machine "
-                "(make quality) or match the kernels (CT2_USE_MKL=1 selects MKL; slower on "
-                "AMD)",
-                self.spec.model_id,
-                calibrated,
-                lm.numerics,
-            )
+        for what, fitted in (
+            ("standardised", fit.numerics),
+            ("calibrated", self.spec.calibrated_numerics),
+        ):
+            if fitted and fitted != lm.numerics:
+                log.warning(
+                    "%s: it was %s where SmolLM2 ran on %s; here it runs on %s, whose "
+                    "scores differ (README, 'Scores depend on the CPU'), so the model card's "
+                    "FPRs do not hold here: retrain and re-calibrate on this kind of machine "
+                    "(deepfake-stream train --model %s, then make quality) or match the "
+                    "kernels (CT2_USE_MKL=1 selects MKL; slower on AMD)",
+                    self.spec.model_id,
+                    what,
+                    fitted,
+                    lm.numerics,
+                    self.spec.model_id,
+                )
         self.numerics = lm.numerics
         # Shared: a worker that also serves the member holds one copy of it, not two.
         member = await SHARED.acquire(self.spec.members[0])

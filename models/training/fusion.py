@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -27,6 +27,9 @@ from deepfake_stream.models.detectors.fusion import (
 )
 from deepfake_stream.models.training import TrainedModel
 
+if TYPE_CHECKING:
+    from deepfake_stream.models.smollm_ct2 import TextStatistics
+
 DEFAULTS: dict[str, Any] = {"max_chars": 3000, "max_tokens": 128, "target_fpr": 0.01}
 BATCH = 16
 MIN_HUMAN_TEXTS = 5
@@ -35,9 +38,9 @@ MIN_HUMAN_TEXTS = 5
 
 def _scorers(
     member_id: str, registry: Any, opts: dict[str, Any]
-) -> tuple[Callable[[Sequence[str]], np.ndarray], str, str]:
-    """(texts → statistics rows, the member's version, the int8 SmolLM2's sha256): the
-    member loaded as it serves, and SmolLM2 on CTranslate2 int8, as the detector reads them."""
+) -> tuple[Callable[[Sequence[str]], np.ndarray], str, TextStatistics]:
+    """(texts → statistics rows, the member's version, SmolLM2's statistics): the member
+    loaded as it serves, and SmolLM2 on CTranslate2 int8, as the detector reads them."""
     from deepfake_stream.models.kinds import build_detector
     from deepfake_stream.models.smollm_ct2 import load_text_statistics
 
@@ -48,7 +51,7 @@ def _scorers(
     def rows(texts: Sequence[str]) -> np.ndarray:
         return read_statistics(member, lm, texts, opts["max_chars"])
 
-    return rows, member.version, lm.digest
+    return rows, member.version, lm
 
 
 def train(
@@ -68,7 +71,7 @@ def train(
         from deepfake_stream.models.registry import load_registry
 
         registry = load_registry()
-    rows, member_version, digest = _scorers(members[0], registry, opts)
+    rows, member_version, lm = _scorers(members[0], registry, opts)
     human = [e.text for e in examples if e.label == 0]
     if len(human) < MIN_HUMAN_TEXTS:
         raise ConfigError(
@@ -89,8 +92,9 @@ def train(
         std=std,
         offset=0.0,
         options={k: opts[k] for k in ("max_chars", "max_tokens")},
-        weights_sha256=digest,
+        weights_sha256=lm.digest,
         members={members[0]: member_version},
+        numerics=lm.numerics,
     )
     offset = float(np.quantile(partial.fused(x), 1 - opts["target_fpr"]))
     fit = replace(partial, offset=offset)

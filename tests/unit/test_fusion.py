@@ -76,7 +76,9 @@ def test_the_tfidf_score_enters_as_a_logit() -> None:
 def test_the_file_round_trips_and_refuses_what_this_version_cannot_read() -> None:
     f = fit([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], offset=0.25)
     again = Standardisation.from_json(json.loads(json.dumps(f.to_json())))
-    assert again.to_json() == f.to_json()
+    assert again.to_json() == f.to_json() and again.numerics is None  # written before it
+    kernels = replace(f, numerics="oneDNN int8, AuthenticAMD, AVX2")
+    assert Standardisation.from_json(kernels.to_json()).numerics == kernels.numerics
     with pytest.raises(ModelUnavailable, match="reads"):
         Standardisation.from_json({**f.to_json(), "names": ["tfidf", "log_p", "cache_gain"]})
     with pytest.raises(ModelUnavailable, match="zero spread"):
@@ -265,7 +267,7 @@ async def test_a_detector_calibrated_on_other_kernels_warns_and_says_what_to_do(
         await detector.load()
     try:
         assert "calibrated where SmolLM2 ran on MKL int8, SomeOtherVendor" in caplog.text
-        assert "re-calibrate on this kind of machine" in caplog.text
+        assert "retrain and re-calibrate on this kind of machine" in caplog.text
         assert detector.metadata()["numerics"] == int8_numerics()
     finally:
         await detector.unload()
@@ -275,3 +277,38 @@ async def test_a_detector_calibrated_on_other_kernels_warns_and_says_what_to_do(
         await same.load()
     await same.unload()
     assert "calibrated where" not in caplog.text
+
+
+@pytest.mark.slow
+async def test_statistics_standardised_on_other_kernels_warn_at_load(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec = shipped_spec()
+    doc = json.loads((artifact_dir(spec.artifact) / FUSION_FILE).read_text())
+    save_artifact(
+        tmp_path / "other",
+        model_id="small-fusion",
+        release=spec.version,
+        files={FUSION_FILE: {**doc, "numerics": "MKL int8, GenuineIntel, AVX512F"}},
+    )
+    detector = build_detector(replace(spec, artifact=str(tmp_path / "other")))
+    with caplog.at_level("WARNING", logger="deepfake_stream.models.detectors.fusion"):
+        await detector.load()
+    await detector.unload()
+    assert "standardised where SmolLM2 ran on MKL int8, GenuineIntel, AVX512F" in caplog.text
+    assert "deepfake-stream train --model small-fusion" in caplog.text
+
+
+@pytest.mark.slow
+def test_batched_calls_as_a_gpu_makes_them_read_the_same_statistics_on_a_cpu() -> None:
+    # A GPU scores sub-batches in one call (max_batch, parallel 1); on a CPU that path pads,
+    # which moves oneDNN's rows a little, and must still read every text, in order.
+    from deepfake_stream.models.smollm_ct2 import load_text_statistics
+
+    lm = load_text_statistics(max_chars=3000, max_tokens=128)
+    assert lm.max_batch == 1 and lm.parallel >= 1
+    texts = [e.text for e in load_labelled(SMALL)[:10]] + [""]
+    alone = lm(texts)
+    batched = replace(lm, max_batch=4, parallel=1)(texts)
+    assert np.isnan(alone[-1]).all() and np.isnan(batched[-1]).all()
+    np.testing.assert_allclose(batched[:-1], alone[:-1], atol=0.05)
