@@ -12,11 +12,15 @@ any other (a different CTranslate2 or transformers could convert differently, an
 statistics a detector was standardised on would no longer be the ones it reads). The
 converted model holds tensors and a graph description, no code to run.
 
-The same converted model scores differently on different CPUs: CTranslate2 runs its int8
-matrix products on Intel MKL on an Intel CPU and on oneDNN elsewhere (its own rule, which
-``CT2_USE_MKL`` overrides), and their roundings differ (measured on an AMD EPYC: oneDNN's
-scores differ from MKL's by up to 0.16, median 0.005). Thresholds near 1 feel that, so
-``calibrate`` records :func:`int8_numerics` and a detector warns where it runs on others.
+The same converted model scores differently on different int8 kernels: CTranslate2 runs its
+int8 matrix products on Intel MKL on an Intel CPU and on oneDNN elsewhere (its own rule, which
+``CT2_USE_MKL`` overrides), and oneDNN picks its kernels by the CPU's widest instructions
+(``ONEDNN_MAX_CPU_ISA`` caps them). Their roundings differ: on an AMD EPYC with AVX512-VNNI,
+oneDNN's AVX2 kernels read a text's mean ``cache_gain`` up to 0.74 away from its VNNI
+kernels' (median 0.42, half the spread small-fusion standardises by). So by default
+(``MODELS_INT8_KERNELS=avx2``) :func:`pin_int8_kernels` runs every CPU on oneDNN's AVX2
+kernels, which small-fusion was standardised and calibrated on; ``calibrate`` records
+:func:`int8_numerics`, and a detector warns where it runs on others.
 """
 
 from __future__ import annotations
@@ -56,19 +60,97 @@ def _cpu() -> tuple[str, set[str]]:
     return fields.get("vendor_id", "unknown"), set(fields.get("flags", "").split())
 
 
+# oneDNN's CPU instruction tiers, lowest first, as ONEDNN_MAX_CPU_ISA names them.
+ONEDNN_ISAS = (
+    "SSE41",
+    "AVX",
+    "AVX2",
+    "AVX2_VNNI",
+    "AVX2_VNNI_2",
+    "AVX512_CORE",
+    "AVX512_CORE_VNNI",
+    "AVX512_CORE_BF16",
+    "AVX512_CORE_FP16",
+    "AVX512_CORE_AMX",
+    "AVX512_CORE_AMX_FP16",
+)
+# The tiers whose int8 matrix products round differently, widest first, with the
+# /proc/cpuinfo flag each needs (the tiers between them run the same int8 kernels).
+_INT8_TIERS = (
+    ("AVX512_CORE_AMX", "amx_int8"),
+    ("AVX512_CORE_VNNI", "avx512_vnni"),
+    ("AVX512_CORE", "avx512bw"),
+    ("AVX2_VNNI", "avx_vnni"),
+    ("AVX2", "avx2"),
+    ("AVX", "avx"),
+    ("SSE41", "sse4_1"),
+)
+# MODELS_INT8_KERNELS -> the environment CTranslate2 and its oneDNN read at their first
+# matrix product (checked: set after `import ctranslate2`, before a model runs, it applies).
+PINNED_KERNELS = {"avx2": {"CT2_USE_MKL": "0", "ONEDNN_MAX_CPU_ISA": "AVX2"}, "native": {}}
+_pinned: str | None = None
+
+
+def pin_int8_kernels(kernels: str) -> None:
+    """Fix the int8 kernels of this process's CTranslate2 (``MODELS_INT8_KERNELS``): once per
+    process, before its first model runs, since CTranslate2 and oneDNN read them only then.
+    ``avx2`` overrides ``CT2_USE_MKL`` and ``ONEDNN_MAX_CPU_ISA``; ``native`` leaves them as
+    the environment sets them."""
+    global _pinned
+    if kernels not in PINNED_KERNELS:
+        raise ValueError(f"MODELS_INT8_KERNELS must be one of {sorted(PINNED_KERNELS)}")
+    if _pinned is not None:
+        if kernels != _pinned:
+            log.warning(
+                "SmolLM2 already runs on the %s int8 kernels in this process; "
+                "MODELS_INT8_KERNELS=%s applies from the next start",
+                _pinned,
+                kernels,
+            )
+        return
+    for name, value in PINNED_KERNELS[kernels].items():
+        if os.environ.get(name, value) != value:
+            log.warning(
+                "%s=%s is overridden by MODELS_INT8_KERNELS=%s (%s); set "
+                "MODELS_INT8_KERNELS=native to keep it",
+                *(name, os.environ[name], kernels, value),
+            )
+        os.environ[name] = value
+    _pinned = kernels
+
+
 def int8_numerics(device: str = "cpu") -> str:
-    """Which int8 kernels CTranslate2 scores with here: on a CPU, Intel MKL where the vendor
-    is GenuineIntel or ``CT2_USE_MKL`` is true, else oneDNN (CTranslate2's rule,
-    src/cpu/backend.cc), with the vendor and the widest vector extension, whose kernels round
-    differently; on a GPU, the device. Two machines with the same answer give the same
-    scores; two with different answers need a calibration each."""
+    """Which int8 kernels CTranslate2 scores with here. On a CPU: Intel MKL where the vendor is
+    GenuineIntel or ``CT2_USE_MKL`` is true (CTranslate2's rule, src/cpu/backend.cc), named
+    with the vendor and the widest vector extension (MKL dispatches on both); else oneDNN,
+    named by the widest of its int8 tiers the CPU has and ``ONEDNN_MAX_CPU_ISA`` allows (its
+    kernels depend on the instructions, not the vendor). On a GPU, the device. Two machines
+    with the same answer give the same scores; two with different answers need a
+    calibration each."""
     if device != "cpu":
         return f"CTranslate2 int8 on {device}"
     vendor, flags = _cpu()
     env = os.environ.get("CT2_USE_MKL", "").strip().lower()
     mkl = env in {"1", "true", "on", "yes"} if env else vendor == "GenuineIntel"
-    isa = next((x for x in ("avx512f", "avx2", "avx") if x in flags), "sse")
-    return f"{'MKL' if mkl else 'oneDNN'} int8, {vendor}, {isa.upper()}"
+    if mkl:
+        isa = next((x for x in ("avx512f", "avx2", "avx") if x in flags), "sse")
+        return f"MKL int8, {vendor}, {isa.upper()}"
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    top = ONEDNN_ISAS.index(cap) if cap in ONEDNN_ISAS else len(ONEDNN_ISAS)
+    tier = next(
+        (t for t, flag in _INT8_TIERS if flag in flags and ONEDNN_ISAS.index(t) <= top), None
+    )
+    return f"oneDNN int8, {tier}" if tier else f"oneDNN int8, {vendor}"
+
+
+def same_kernels(recorded: str, here: str) -> bool:
+    """Whether scores recorded on ``recorded`` kernels hold on ``here``'s. Records made
+    before oneDNN was named by its tier (2026-12-07) read "oneDNN int8, <vendor>, <widest
+    extension>"; one whose widest was AVX2 or AVX ran oneDNN's tier of that name."""
+    parts = [p.strip() for p in recorded.split(",")]
+    if len(parts) == 3 and parts[0] == "oneDNN int8" and parts[2] in {"AVX2", "AVX"}:
+        recorded = f"oneDNN int8, {parts[2]}"
+    return recorded == here
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -190,9 +272,11 @@ def load_text_statistics(
     max_batch: int = 16,
     num_threads: int | None = None,
     cache_dir: str | Path | None = None,
+    kernels: str | None = None,
 ) -> TextStatistics:
     """SmolLM2 from the package, converted to CTranslate2 int8 (blocking: seconds when the
-    conversion is cached, about half a minute the first time)."""
+    conversion is cached, about half a minute the first time), on the int8 ``kernels``
+    (default ``MODELS_INT8_KERNELS``; see :func:`pin_int8_kernels`)."""
     try:
         import ctranslate2
     except ImportError:
@@ -202,7 +286,10 @@ def load_text_statistics(
     from transformers import AutoTokenizer
 
     from deepfake_stream.core.cores import available_cores
+    from deepfake_stream.core.settings import ModelSettings
 
+    if device == "cpu":
+        pin_int8_kernels(kernels or ModelSettings().int8_kernels)
     source, _ = checkpoint(cache_dir)  # the files only: CTranslate2 loads its own copy
     tokenizer = AutoTokenizer.from_pretrained(source)
     path = convert_int8(source, cache_dir)

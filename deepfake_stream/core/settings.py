@@ -290,6 +290,12 @@ class ModelSettings(BaseSettings):
     throughput)."""
     only: str | None = None
     """Comma-separated model ids a worker loads (default: every model routed to its backend)."""
+    int8_kernels: Literal["avx2", "native"] = "avx2"
+    """The int8 kernels of SmolLM2's CTranslate2 pass on a CPU, for the whole process. avx2:
+    oneDNN's AVX2 kernels on every x86 CPU, the ones small-fusion was standardised and
+    calibrated on, so its scores and its model card's FPRs are the same on Intel and AMD;
+    native: the fastest the CPU has (MKL on Intel, oneDNN's VNNI kernels where there are),
+    whose scores differ from the card's (README, "Scores depend on the CPU")."""
 
 
 class MetricsSettings(BaseSettings):

@@ -36,7 +36,7 @@ from deepfake_stream.models.detectors.ensemble import logit
 from deepfake_stream.models.heads import sigmoid
 from deepfake_stream.models.kinds import DetectorKind
 from deepfake_stream.models.shared import SHARED
-from deepfake_stream.models.smollm_ct2 import TextStatistics, load_text_statistics
+from deepfake_stream.models.smollm_ct2 import TextStatistics, load_text_statistics, same_kernels
 
 log = logging.getLogger(__name__)
 
@@ -180,13 +180,13 @@ class FusionDetector(BaseDetector):
             ("standardised", fit.numerics),
             ("calibrated", self.spec.calibrated_numerics),
         ):
-            if fitted and fitted != lm.numerics:
+            if fitted and not same_kernels(fitted, lm.numerics):
                 log.warning(
                     "%s: it was %s where SmolLM2 ran on %s; here it runs on %s, whose "
                     "scores differ (README, 'Scores depend on the CPU'), so the model card's "
-                    "FPRs do not hold here: retrain and re-calibrate on this kind of machine "
-                    "(deepfake-stream train --model %s, then make quality) or match the "
-                    "kernels (CT2_USE_MKL=1 selects MKL; slower on AMD)",
+                    "FPRs do not hold here: run it on those kernels (MODELS_INT8_KERNELS=avx2, "
+                    "the default, on an x86 CPU with AVX2) or retrain and re-calibrate it on "
+                    "these (deepfake-stream train --model %s, then make quality)",
                     self.spec.model_id,
                     what,
                     fitted,
