@@ -288,7 +288,8 @@ def load_text_statistics(
     from deepfake_stream.core.cores import available_cores
     from deepfake_stream.core.settings import ModelSettings
 
-    if device == "cpu":
+    cpu = device == "cpu"
+    if cpu:  # before CTranslate2's first model runs: it fixes its kernels then
         pin_int8_kernels(kernels or ModelSettings().int8_kernels)
     source, _ = checkpoint(cache_dir)  # the files only: CTranslate2 loads its own copy
     tokenizer = AutoTokenizer.from_pretrained(source)
@@ -296,7 +297,6 @@ def load_text_statistics(
     threads = int(num_threads) if num_threads else available_cores()
     # On a CPU, one text per call and one single-threaded replica per core (see
     # TextStatistics.parallel); a GPU takes whole batches in one call.
-    cpu = device == "cpu"
     parallel = threads if cpu else 1
     try:
         generator = ctranslate2.Generator(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -69,8 +70,6 @@ def test_pinning_overrides_the_kernel_variables_once_per_process(
         caplog.clear()
         pin_int8_kernels("native")  # too late: the first model fixed them
         assert "MODELS_INT8_KERNELS=native applies from the next start" in caplog.text
-    import os
-
     assert os.environ["CT2_USE_MKL"] == "0" and os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
     with pytest.raises(ValueError, match="MODELS_INT8_KERNELS must be one of"):
         pin_int8_kernels("fast")
@@ -81,8 +80,6 @@ def test_native_kernels_leave_the_environment_alone(
 ) -> None:
     monkeypatch.setenv("CT2_USE_MKL", "1")
     pin_int8_kernels("native")
-    import os
-
     assert os.environ["CT2_USE_MKL"] == "1" and "ONEDNN_MAX_CPU_ISA" not in os.environ
 
 
