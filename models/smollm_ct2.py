@@ -154,8 +154,8 @@ def same_kernels(recorded: str, here: str) -> bool:
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise log-probabilities of ``logits`` (float64: the served statistics sum hundreds of
-    them, where float32's rounding would show)."""
+    """Row-wise log-probabilities of ``logits``, every one in float64: for studies that need
+    whole rows (the served statistics need only the targets': :func:`log_p_and_prior`)."""
     lp = np.asarray(logits, dtype=np.float64)
     lp = lp - lp.max(-1, keepdims=True)
     lp -= np.log(np.exp(lp).sum(-1, keepdims=True))
@@ -167,11 +167,20 @@ def log_p_and_prior(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per token after the first: (log p in context, log p under the context-free prior,
     token id), from the logits of one row (``(len(ids), vocab)``); the prior is the model's
-    own prediction after the first token (the document separator)."""
-    lp = log_softmax(logits)
+    own prediction after the first token (the document separator).
+
+    Only the targets' log-probabilities are kept, so each row's normaliser (log-sum-exp) is
+    all that is computed over the vocabulary: its exponentials in the logits' own precision
+    (float32 as served), summed in float64. That pass over 128 x 49,152 logits is the cost
+    (a float64 :func:`log_softmax` of every row took 3.7 times as long); the text means it
+    feeds differ from the float64 ones by at most 4e-9 nats (32 dev texts, 2026-12-07)."""
     target = np.asarray(ids[1:], dtype=np.int64)
-    ll = lp[np.arange(len(target)), target]
-    return ll, lp[0][target], target
+    x = np.asarray(logits)[: len(target)]  # the last position predicts nothing scored
+    top = x.max(-1)
+    lse = top.astype(np.float64) + np.log(np.exp(x - top[:, None]).sum(-1, dtype=np.float64))
+    ll = x[np.arange(len(target)), target].astype(np.float64) - lse
+    prior = x[0, target].astype(np.float64) - lse[0]
+    return ll, prior, target
 
 
 def convert_int8(source: Path, cache_dir: str | Path | None = None) -> Path:

@@ -25,7 +25,7 @@ from deepfake_stream.models.detectors.fusion import (
 )
 from deepfake_stream.models.kinds import build_detector
 from deepfake_stream.models.registry import load_registry
-from deepfake_stream.models.smollm_ct2 import log_p_and_prior
+from deepfake_stream.models.smollm_ct2 import log_p_and_prior, log_softmax
 from tests.detector_contract import DetectorContract
 
 SMALL = Path(__file__).resolve().parents[1] / "data" / "labelled_small.jsonl"
@@ -53,6 +53,19 @@ def test_log_p_and_prior_match_a_textbook_log_softmax() -> None:
     assert ll == pytest.approx([logp[0][2], logp[1][2], logp[2][5]], abs=1e-12)
     # The prior is the prediction after the first token (the separator), for every target.
     assert prior == pytest.approx([logp[0][2], logp[0][2], logp[0][5]], abs=1e-12)
+
+
+def test_float32_logits_give_the_float64_log_softmax_to_rounding() -> None:
+    # Served logits are float32 and their exponentials stay float32 (the speed); summed in
+    # float64 they give each target's log p as a float64 log-softmax of every row does.
+    rng = np.random.default_rng(1)
+    logits = (rng.normal(size=(9, 49_152)) * 3).astype(np.float32)
+    ids = rng.integers(0, 49_152, size=9).tolist()
+    ll, prior, _ = log_p_and_prior(logits, ids)
+    full = log_softmax(logits)
+    assert ll == pytest.approx(full[np.arange(8), ids[1:]], abs=1e-6, rel=0)
+    assert prior == pytest.approx(full[0, ids[1:]], abs=1e-6, rel=0)
+    assert ll.dtype == prior.dtype == np.float64
 
 
 def test_the_fused_score_is_the_sum_of_standardised_statistics_minus_the_offset() -> None:
