@@ -255,6 +255,15 @@ def measure(scores: np.ndarray, examples: list[Example], thr: float) -> dict[str
     return out
 
 
+def result_line(name: str, test_name: str, row: dict[str, Any], width: int = 15) -> str:
+    """One line of results: AUROC, FPR / TPR at the threshold, and AUROC per domain."""
+    return (
+        f"{name:{width}} -> {test_name:18} AUROC {row['auroc']:.3f}  "
+        f"FPR {row['fpr_at_threshold']:.3f}  TPR {row['tpr_at_threshold']:.3f}  "
+        + "  ".join(f"{g} {c['auroc']:.2f}" for g, c in row["groups"].items())
+    )
+
+
 def in_domain(
     corpus_train: list[Example],
     corpus_test: list[Example],
@@ -270,12 +279,7 @@ def in_domain(
     out: dict[str, Any] = {"threshold": round(thr, 4), "fitting_side_oof_auroc": round(oof, 3)}
     for k, test in tests.items():
         out[k] = row = measure(model.predict_proba([e.text for e in test])[:, 1], test, thr)
-        print(
-            f"{'tfidf-in-domain':15} -> {k + ' (held out)':18} AUROC {row['auroc']:.3f}  "
-            f"FPR {row['fpr_at_threshold']:.3f}  TPR {row['tpr_at_threshold']:.3f}  "
-            + "  ".join(f"{g} {c['auroc']:.2f}" for g, c in row["groups"].items()),
-            file=lines,
-        )
+        print(result_line("tfidf-in-domain", k + " (held out)", row), file=lines)
     return out
 
 
@@ -320,12 +324,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             row["threshold"], row["fitting_side_oof_auroc"] = round(thr, 4), round(oof, 3)
             results[name][test_name] = row
-            print(
-                f"{name:15} -> {test_name:18} AUROC {row['auroc']:.3f}  "
-                f"FPR {row['fpr_at_threshold']:.3f}  TPR {row['tpr_at_threshold']:.3f}  "
-                + "  ".join(f"{g} {c['auroc']:.2f}" for g, c in row["groups"].items()),
-                file=lines,
-            )
+            print(result_line(name, test_name, row), file=lines)
     if args.json:
         print(json.dumps(results))
     return 0

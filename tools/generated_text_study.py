@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fast_tier_study import make_variant, measure, threshold
+from fast_tier_study import make_variant, measure, result_line, threshold
 
 from deepfake_stream.models.dataset import Example, load_labelled, select
 from deepfake_stream.models.smollm import cache_root, checkpoint
@@ -209,18 +209,11 @@ def main(argv: list[str] | None = None) -> int:
             "tfidf+smollm": corpus_train + sets[other] + corpus_ai + dev_ai[other],
         }
         for name, train in variants.items():
-            results.setdefault(name, {})[test_name] = fit_and_score(train, {"x": sets[test_name]})[
-                "x"
-            ]
+            scored = fit_and_score(train, {test_name: sets[test_name]})
+            results.setdefault(name, {})[test_name] = scored[test_name]
     for name, row in results.items():
         for test_name in sets:
-            cell = row[test_name]
-            print(
-                f"{name:20} -> {test_name:18} AUROC {cell['auroc']:.3f}  "
-                f"FPR {cell['fpr_at_threshold']:.3f}  TPR {cell['tpr_at_threshold']:.3f}  "
-                + "  ".join(f"{g} {c['auroc']:.2f}" for g, c in cell["groups"].items()),
-                file=lines,
-            )
+            print(result_line(name, test_name, row[test_name], width=20), file=lines)
     if args.json:
         print(json.dumps(results))
     return 0
