@@ -255,6 +255,18 @@ def measure(scores: np.ndarray, examples: list[Example], thr: float) -> dict[str
     return out
 
 
+def load_study_sets(
+    d: Path,
+) -> tuple[list[Example], list[Example], dict[str, list[Example]]]:
+    """The corpus's train and test splits, and the two dev sets by name."""
+    corpus = load_labelled(d / "human_ai_corpus.jsonl")
+    sets = {
+        "fastdetect_family": load_labelled(d / "ood_dev" / "fastdetect_family.jsonl"),
+        "outfox": load_labelled(d / "ood_dev" / "outfox.jsonl"),
+    }
+    return select(corpus, "train"), select(corpus, "test"), sets
+
+
 def result_line(name: str, test_name: str, row: dict[str, Any], width: int = 15) -> str:
     """One line of results: AUROC, FPR / TPR at the threshold, and AUROC per domain."""
     return (
@@ -294,13 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         help="repeatable; default all",
     )
     args = parser.parse_args(argv)
-    d: Path = args.data_dir
-    corpus = load_labelled(d / "human_ai_corpus.jsonl")
-    sets = {
-        "fastdetect_family": load_labelled(d / "ood_dev" / "fastdetect_family.jsonl"),
-        "outfox": load_labelled(d / "ood_dev" / "outfox.jsonl"),
-    }
-    corpus_train, corpus_test = select(corpus, "train"), select(corpus, "test")
+    corpus_train, corpus_test, sets = load_study_sets(args.data_dir)
     results: dict[str, Any] = {}
     lines = sys.stderr if args.json else sys.stdout  # --json: stdout holds only the JSON
     for name in args.variant or VARIANTS:

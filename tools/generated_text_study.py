@@ -42,9 +42,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fast_tier_study import make_variant, measure, result_line, threshold
+from fast_tier_study import load_study_sets, make_variant, measure, result_line, threshold
 
-from deepfake_stream.models.dataset import Example, load_labelled, select
+from deepfake_stream.models.dataset import Example
 from deepfake_stream.models.smollm import cache_root, checkpoint
 from deepfake_stream.models.smollm_ct2 import convert_int8, pin_int8_kernels
 
@@ -178,13 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args(argv)
-    d: Path = args.data_dir
-    corpus = load_labelled(d / "human_ai_corpus.jsonl")
-    sets = {
-        "fastdetect_family": load_labelled(d / "ood_dev" / "fastdetect_family.jsonl"),
-        "outfox": load_labelled(d / "ood_dev" / "outfox.jsonl"),
-    }
-    corpus_train, corpus_test = select(corpus, "train"), select(corpus, "test")
+    corpus_train, corpus_test, sets = load_study_sets(args.data_dir)
     writer = Writer(cache_root() / "generated" / "smollm2-continuations.jsonl")
     corpus_ai = writer.write(english_humans(corpus_train))
     dev_ai = {k: writer.write(sample(english_humans(v), args.per_set)) for k, v in sets.items()}
