@@ -183,11 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     corpus_ai = writer.write(english_humans(corpus_train))
     dev_ai = {k: writer.write(sample(english_humans(v), args.per_set)) for k, v in sets.items()}
     lines = sys.stderr if args.json else sys.stdout  # --json: stdout holds only the JSON
-    tokens = [len(e.text.split()) - PREFIX_WORDS for e in corpus_ai]
+    new_words = [len(e.text.split()) - PREFIX_WORDS for e in corpus_ai]
     print(
         f"generated: {len(corpus_ai)} corpus, "
         + ", ".join(f"{len(v)} {k}" for k, v in dev_ai.items())
-        + f"; new words per corpus text: median {int(np.median(tokens))}",
+        + f"; new words per corpus text: median {int(np.median(new_words))}",
         file=lines,
     )
     results: dict[str, Any] = {}
