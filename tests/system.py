@@ -133,6 +133,28 @@ async def _parts(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     raise AssertionError(f"topic {topic} never appeared")
 
 
+async def placed(bootstrap: str, topic: str, ids: set[str]) -> dict[str, list[tuple[int, int]]]:
+    """Where the items ``ids`` lie in ``topic``: (partition, offset) of each copy, read from
+    the start until a fetch of 2 s brings nothing. A diagnostic for missing items (the
+    embedded broker answers no reliable end offsets or other groups' commits)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    found: dict[str, list[tuple[int, int]]] = {}
+    try:
+        tps = [TopicPartition(topic, p) for p in await _parts(consumer, topic)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        while batches := await consumer.getmany(timeout_ms=2_000):
+            for tp, records in batches.items():
+                for r in records:
+                    item_id = json.loads(r.value).get("id")
+                    if item_id in ids:
+                        found.setdefault(item_id, []).append((tp.partition, r.offset))
+    finally:
+        await consumer.stop()
+    return found
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else 0.0
