@@ -85,10 +85,18 @@ _INT8_TIERS = (
     ("AVX", "avx"),
     ("SSE41", "sse4_1"),
 )
-# MODELS_INT8_KERNELS -> the environment CTranslate2 and its oneDNN read at their first
-# matrix product (checked: set after `import ctranslate2`, before a model runs, it applies).
+# MODELS_INT8_KERNELS -> the environment CTranslate2 and its oneDNN read. CTranslate2 picks
+# MKL or oneDNN (CT2_USE_MKL) when it is imported, oneDNN its ISA at its first matrix
+# product. Measured on an Intel Xeon (AVX512, AMX), 2026-12-07: CT2_USE_MKL=0 set after
+# `import ctranslate2` was ignored and MKL ran, its statistics up to 0.99 from oneDNN AVX2's;
+# set before, they equal those read on AMD to 1e-6. On AMD oneDNN runs either way, which is
+# why a check there (after the import) passed. So pin before importing ctranslate2.
 PINNED_KERNELS = {"avx2": {"CT2_USE_MKL": "0", "ONEDNN_MAX_CPU_ISA": "AVX2"}, "native": {}}
 _pinned: str | None = None
+_use_mkl_at_import: str | None = None
+"""CT2_USE_MKL as it was when CTranslate2 was imported before the kernels were pinned (its
+backend is fixed by then); None when the pin came first."""
+_late = False
 
 
 def pin_int8_kernels(kernels: str) -> None:
@@ -108,6 +116,16 @@ def pin_int8_kernels(kernels: str) -> None:
                 kernels,
             )
         return
+    global _late, _use_mkl_at_import
+    if "ctranslate2" in sys.modules:  # imported elsewhere first: MKL or oneDNN is decided
+        _late, _use_mkl_at_import = True, os.environ.get("CT2_USE_MKL")
+        if PINNED_KERNELS[kernels].get("CT2_USE_MKL", _use_mkl_at_import) != _use_mkl_at_import:
+            log.warning(
+                "CTranslate2 was imported before MODELS_INT8_KERNELS=%s was applied: it keeps "
+                "the backend it picked then (MKL on an Intel CPU), so the scores may not be "
+                "the card's; import it through deepfake_stream.models.smollm_ct2.ctranslate2",
+                kernels,
+            )
     for name, value in PINNED_KERNELS[kernels].items():
         if os.environ.get(name, value) != value:
             log.warning(
@@ -117,6 +135,20 @@ def pin_int8_kernels(kernels: str) -> None:
             )
         os.environ[name] = value
     _pinned = kernels
+
+
+def ctranslate2(kernels: str | None) -> Any:
+    """The ``ctranslate2`` module, imported once the int8 ``kernels`` are pinned (see
+    :func:`pin_int8_kernels` and the note above it); None: not pinned (a GPU's run)."""
+    if kernels is not None:
+        pin_int8_kernels(kernels)
+    try:
+        import ctranslate2 as module
+    except ImportError:
+        raise ModelUnavailable(
+            "CTranslate2 is not installed: pip install 'deepfake-stream[server]'"
+        ) from None
+    return module
 
 
 def int8_numerics(device: str = "cpu") -> str:
@@ -130,7 +162,9 @@ def int8_numerics(device: str = "cpu") -> str:
     if device != "cpu":
         return f"CTranslate2 int8 on {device}"
     vendor, flags = _cpu()
-    env = os.environ.get("CT2_USE_MKL", "").strip().lower()
+    # CTranslate2 read CT2_USE_MKL when it was imported: before a late pin, that value.
+    env = (_use_mkl_at_import if _late else os.environ.get("CT2_USE_MKL")) or ""
+    env = env.strip().lower()
     mkl = env in {"1", "true", "on", "yes"} if env else vendor == "GenuineIntel"
     if mkl:
         isa = next((x for x in ("avx512f", "avx2", "avx") if x in flags), "sse")
@@ -286,20 +320,14 @@ def load_text_statistics(
     """SmolLM2 from the package, converted to CTranslate2 int8 (blocking: seconds when the
     conversion is cached, about half a minute the first time), on the int8 ``kernels``
     (default ``MODELS_INT8_KERNELS``; see :func:`pin_int8_kernels`)."""
-    try:
-        import ctranslate2
-    except ImportError:
-        raise ModelUnavailable(
-            "CTranslate2 is not installed: pip install 'deepfake-stream[server]'"
-        ) from None
     from transformers import AutoTokenizer
 
     from deepfake_stream.core.cores import available_cores
     from deepfake_stream.core.settings import ModelSettings
 
     cpu = device == "cpu"
-    if cpu:  # before CTranslate2's first model runs: it fixes its kernels then
-        pin_int8_kernels(kernels or ModelSettings().int8_kernels)
+    # On a CPU, pinned before CTranslate2 is imported: it fixes its backend then.
+    ct2 = ctranslate2((kernels or ModelSettings().int8_kernels) if cpu else None)
     source, _ = checkpoint(cache_dir)  # the files only: CTranslate2 loads its own copy
     tokenizer = AutoTokenizer.from_pretrained(source)
     path = convert_int8(source, cache_dir)
@@ -308,7 +336,7 @@ def load_text_statistics(
     # TextStatistics.parallel); a GPU takes whole batches in one call.
     parallel = threads if cpu else 1
     try:
-        generator = ctranslate2.Generator(
+        generator = ct2.Generator(
             str(path),
             device=device,
             compute_type="int8",
@@ -316,9 +344,7 @@ def load_text_statistics(
             inter_threads=parallel,
         )
         lone = (
-            ctranslate2.Generator(
-                str(path), device=device, compute_type="int8", intra_threads=threads
-            )
+            ct2.Generator(str(path), device=device, compute_type="int8", intra_threads=threads)
             if parallel > 1
             else None
         )

@@ -46,7 +46,8 @@ from fast_tier_study import load_study_sets, make_variant, measure, result_line,
 
 from deepfake_stream.models.dataset import Example
 from deepfake_stream.models.smollm import cache_root, checkpoint
-from deepfake_stream.models.smollm_ct2 import convert_int8, pin_int8_kernels
+from deepfake_stream.models.smollm_ct2 import convert_int8
+from deepfake_stream.models.smollm_ct2 import ctranslate2 as smollm_ctranslate2
 
 PREFIX_WORDS = 25
 KINDS = {
@@ -97,10 +98,9 @@ class Writer:
     """SmolLM2 continuing human texts, cached by source id (a rerun resumes)."""
 
     def __init__(self, cache: Path, batch: int = 32) -> None:
-        import ctranslate2
         from transformers import AutoTokenizer
 
-        pin_int8_kernels("avx2")
+        ctranslate2 = smollm_ctranslate2("avx2")  # pinned before the import, as served
         source, _ = checkpoint(None)
         self.tokenizer = AutoTokenizer.from_pretrained(source)
         self.generator = ctranslate2.Generator(

@@ -215,9 +215,11 @@ def test_small_fusion_is_the_shipped_default_in_settings_registry_and_compose() 
 async def test_a_device_ctranslate2_cannot_use_refuses_to_load_with_the_reason() -> None:
     """The GPU worker's path on a machine without CUDA: the model is not loaded there (the
     worker routes around it, to the CPU worker), and the error says why."""
-    import ctranslate2
+    from deepfake_stream.core.settings import ModelSettings
+    from deepfake_stream.models.smollm_ct2 import ctranslate2
 
-    if ctranslate2.get_cuda_device_count() > 0:
+    # Imported as the service imports it (kernels pinned first): the process's backend.
+    if ctranslate2(ModelSettings().int8_kernels).get_cuda_device_count() > 0:
         pytest.skip("this machine has a CUDA device: the GPU path would load")
     detector = build_detector(replace(shipped_spec(), device="cuda"))
     with pytest.raises(ModelUnavailable, match="CTranslate2 cannot run SmolLM2 on cuda"):

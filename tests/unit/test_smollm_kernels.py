@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,8 @@ ZEN4 = {"avx", "avx2", "avx512f", "avx512bw", "avx512_vnni", "sse4_1"}
 def fresh_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """As if no CTranslate2 model had run yet, with the kernels' variables restored after."""
     monkeypatch.setattr(smollm_ct2, "_pinned", None)
+    monkeypatch.setattr(smollm_ct2, "_late", False)
+    monkeypatch.setattr(smollm_ct2, "_use_mkl_at_import", None)
     for name in ("CT2_USE_MKL", "ONEDNN_MAX_CPU_ISA"):
         monkeypatch.delenv(name, raising=False)
 
@@ -73,6 +76,30 @@ def test_pinning_overrides_the_kernel_variables_once_per_process(
     assert os.environ["CT2_USE_MKL"] == "0" and os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
     with pytest.raises(ValueError, match="MODELS_INT8_KERNELS must be one of"):
         pin_int8_kernels("fast")
+
+
+def test_a_pin_after_ctranslate2_was_imported_says_so_and_names_the_kernels_it_left(
+    monkeypatch: pytest.MonkeyPatch, fresh_process: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    # CTranslate2 picks MKL or oneDNN when imported: on an Intel Xeon, CT2_USE_MKL=0 set
+    # afterwards was ignored (MKL ran, statistics up to 0.99 from the golden ones).
+    monkeypatch.setattr(smollm_ct2, "_cpu", lambda: ("GenuineIntel", {"avx2", "avx512f"}))
+    monkeypatch.setitem(sys.modules, "ctranslate2", sys.modules.get("ctranslate2", object()))
+    with caplog.at_level(logging.WARNING, logger=smollm_ct2.__name__):
+        pin_int8_kernels("avx2")
+    assert "CTranslate2 was imported before MODELS_INT8_KERNELS=avx2 was applied" in caplog.text
+    assert int8_numerics() == "MKL int8, GenuineIntel, AVX512F"  # what runs, not the pin
+
+
+def test_a_pin_before_the_import_applies(
+    monkeypatch: pytest.MonkeyPatch, fresh_process: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(smollm_ct2, "_cpu", lambda: ("GenuineIntel", {"avx2", "avx512f"}))
+    monkeypatch.delitem(sys.modules, "ctranslate2", raising=False)
+    with caplog.at_level(logging.WARNING, logger=smollm_ct2.__name__):
+        pin_int8_kernels("avx2")
+    assert caplog.text == ""
+    assert int8_numerics() == "oneDNN int8, AVX2"
 
 
 def test_native_kernels_leave_the_environment_alone(
