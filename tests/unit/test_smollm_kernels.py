@@ -28,7 +28,9 @@ ZEN4 = {"avx", "avx2", "avx512f", "avx512bw", "avx512_vnni", "sse4_1"}
 
 @pytest.fixture
 def fresh_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    """As if no CTranslate2 model had run yet, with the kernels' variables restored after."""
+    """As if no CTranslate2 model had run yet (nor been imported: earlier tests of the run
+    may have), with the kernels' variables and the module restored after."""
+    monkeypatch.delitem(sys.modules, "ctranslate2", raising=False)
     monkeypatch.setattr(smollm_ct2, "_pinned", None)
     monkeypatch.setattr(smollm_ct2, "_late", False)
     monkeypatch.setattr(smollm_ct2, "_use_mkl_at_import", None)
